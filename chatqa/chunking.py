@@ -1,0 +1,97 @@
+"""Token-exact chunking in the generator's tokenizer.
+
+ChatQA 2's 1200-token chunks are generator tokens: what matters is how much of the generator's window k
+chunks take. Splitting prefers paragraph, then line, then sentence boundaries (langchain's recursive
+splitter); every chunk is then counted exactly and re-split if the splitter's additive estimate was over.
+Each chunk keeps its character span and 1-based line range so answers can cite the source.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+from chatqa.ingest import Document
+
+SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", ""]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    id: int  # position in the document set: sorting by id is document order (OP-RAG)
+    doc: int  # index of the document in the set
+    doc_name: str
+    start: int  # character span [start, end) in the document text
+    end: int
+    line_start: int  # 1-based, inclusive
+    line_end: int
+    n_tokens: int
+    text: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def citation(self) -> str:
+        return f"{self.doc_name}:{self.line_start}-{self.line_end}"
+
+
+def split_text(
+    text: str, count: Callable[[str], int], chunk_tokens: int, overlap_tokens: int = 0
+) -> list[str]:
+    if chunk_tokens <= 0 or not 0 <= overlap_tokens < chunk_tokens:
+        raise ValueError("need chunk_tokens > 0 and 0 <= overlap_tokens < chunk_tokens")
+    splitter = RecursiveCharacterTextSplitter(
+        chunk_size=chunk_tokens,
+        chunk_overlap=overlap_tokens,
+        length_function=count,
+        separators=SEPARATORS,
+        keep_separator="end",
+        strip_whitespace=False,
+    )
+    pieces: list[str] = []
+    for piece in splitter.split_text(text):
+        if count(piece) <= chunk_tokens:
+            pieces.append(piece)
+        else:  # the splitter sums piece counts; real counts can be higher at joins, so split again
+            pieces.extend(split_text(piece, count, max(chunk_tokens * 9 // 10, 1), 0))
+    return pieces
+
+
+def chunk_documents(
+    docs: Sequence[Document], count: Callable[[str], int], chunk_tokens: int = 1200, overlap_tokens: int = 0
+) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    for d, doc in enumerate(docs):
+        newlines = [i for i, ch in enumerate(doc.text) if ch == "\n"]
+        cursor = 0
+        for piece in split_text(doc.text, count, chunk_tokens, overlap_tokens):
+            if not piece.strip():
+                continue
+            # Pieces are substrings in order; with overlap the next one starts before the previous end.
+            start = doc.text.find(piece, max(0, cursor - len(piece)))
+            if start < 0:
+                start = doc.text.find(piece)
+            end = start + len(piece)
+            cursor = end
+            # Citations show the lines with text, not the blank lines the separator kept.
+            lead = len(piece) - len(piece.lstrip())
+            trail = len(piece) - len(piece.rstrip())
+            first, last = start + lead, max(start + lead, end - trail - 1)
+            chunks.append(
+                Chunk(
+                    id=len(chunks),
+                    doc=d,
+                    doc_name=doc.name,
+                    start=start,
+                    end=end,
+                    line_start=bisect.bisect_right(newlines, first - 1) + 1,
+                    line_end=bisect.bisect_right(newlines, last - 1) + 1,
+                    n_tokens=count(piece),
+                    text=piece,
+                )
+            )
+    return chunks

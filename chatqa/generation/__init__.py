@@ -1,0 +1,116 @@
+"""Generators: a tiny interface with one backend per module, chosen by a plain string.
+
+A backend provides a tokenizer (cheap to load: chunking needs it before any generation) and a generator.
+Prompts are plain strings built by :mod:`chatqa.prompting`; backends only count, render chat templates and
+generate greedily with stop strings, timing prefill and decode separately.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from chatqa.config import GeneratorConfig
+from chatqa.errors import ConfigError
+
+BACKENDS = {
+    "llamacpp": "chatqa.generation.llamacpp",
+    "hf": "chatqa.generation.hf",
+    "openai": "chatqa.generation.openai",
+}
+
+
+@dataclass
+class Generation:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    prefill_s: float
+    decode_s: float
+    finish_reason: str = "stop"  # stop | length | eos
+    cached_tokens: int = 0  # prompt tokens whose KV state was reused rather than computed
+
+
+class Tokenizer(Protocol):
+    id: str  # names the vocabulary, for index manifests
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+    def count(self, text: str) -> int: ...
+
+
+class Generator(ABC):
+    config: GeneratorConfig
+    tokenizer: Tokenizer
+
+    @property
+    def context_window(self) -> int:
+        return self.config.context_window
+
+    @property
+    def name(self) -> str:
+        return f"{self.config.backend}:{self.config.model}"
+
+    @abstractmethod
+    def generate(
+        self,
+        prompt: str,
+        max_new_tokens: int,
+        stop: Sequence[str] = (),
+        on_text: Callable[[str], None] | None = None,
+    ) -> Generation:
+        """Greedy decoding; ``on_text`` receives text pieces as they are final (streaming)."""
+
+    def render_chat(self, messages: list[dict[str, str]]) -> str:
+        raise ConfigError(f"{self.name} has no chat template; use prompt_format: completion or chatqa")
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Free native memory early (llama.cpp contexts, GPU tensors)."""
+
+
+def _backend(config: GeneratorConfig):  # noqa: ANN202 - returns a module
+    if config.backend not in BACKENDS:
+        raise ConfigError(f"unknown generator backend '{config.backend}' (choose from {', '.join(BACKENDS)})")
+    return importlib.import_module(BACKENDS[config.backend])
+
+
+def load_tokenizer(config: GeneratorConfig) -> Tokenizer:
+    return _backend(config).load_tokenizer(config)
+
+
+def load_generator(config: GeneratorConfig, tokenizer: Tokenizer | None = None) -> Generator:
+    return _backend(config).load_generator(config, tokenizer)
+
+
+class StopScanner:
+    """Holds back text that could be the start of a stop string, so streamed text never shows one."""
+
+    def __init__(self, stop: Sequence[str], on_text: Callable[[str], None] | None) -> None:
+        self.stop = [s for s in stop if s]
+        self.on_text = on_text
+        self.sent = 0
+
+    def feed(self, text: str) -> str | None:
+        """Give the full text so far; returns the final text if a stop string appeared, else None."""
+        for s in self.stop:
+            pos = text.find(s)
+            if pos >= 0:
+                self._emit(text, pos)
+                return text[:pos]
+        hold = max((len(s) - 1 for s in self.stop), default=0)
+        self._emit(text, max(self.sent, len(text) - hold))
+        return None
+
+    def finish(self, text: str) -> str:
+        self._emit(text, len(text))
+        return text
+
+    def _emit(self, text: str, upto: int) -> None:
+        if self.on_text and upto > self.sent:
+            self.on_text(text[self.sent : upto])
+        self.sent = max(self.sent, upto)

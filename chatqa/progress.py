@@ -1,0 +1,49 @@
+"""Terminal behaviour: progress and library chatter only on an interactive terminal, silence otherwise.
+
+Third-party loaders (transformers, sentence-transformers, llama.cpp) print bars and notices by default;
+piped output and ``--json`` must contain only what chatqa means to print.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import sys
+import warnings
+
+_callback = None  # keep a reference: llama.cpp holds only the C pointer
+
+
+def interactive() -> bool:
+    return sys.stderr.isatty() and os.environ.get("CHATQA_QUIET", "") in ("", "0")
+
+
+def quiet_libraries() -> None:
+    """Silence model-loading noise; safe to call many times."""
+    global _callback
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    for name in ("transformers", "sentence_transformers", "huggingface_hub", "bm25s", "faiss"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
+    if _callback is None:
+        try:
+            import llama_cpp
+
+            @llama_cpp.llama_log_callback
+            def _drop(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+                return None
+
+            _callback = _drop
+            llama_cpp.llama_log_set(_callback, ctypes.c_void_p())
+        except (ImportError, AttributeError):  # pragma: no cover
+            pass

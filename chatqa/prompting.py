@@ -1,0 +1,90 @@
+"""Prompt formats: ChatQA's own, a model's chat template, and plain completion for base models.
+
+Every format puts the context before the question and the dialogue. That order is what ChatQA was trained
+on, and it makes the document a shared prefix across questions, so its KV state can be reused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from chatqa.chunking import Chunk
+
+CHATQA_SYSTEM = (
+    "System: This is a chat between a user and an artificial intelligence assistant. The assistant gives "
+    "helpful, detailed, and polite answers to the user's questions based on the context. The assistant "
+    "should also indicate when the answer cannot be found in the context."
+)
+SHORT_ANSWER = "Answer the following question with a short span."
+DECLINE = 'If the context does not contain the answer, reply with the single word "unanswerable".'
+COMPLETION_INSTRUCTION = "Answer the question using only the text above, with a short phrase from the text."
+
+Message = dict[str, str]
+
+
+@dataclass
+class Prompt:
+    text: str
+    stop: list[str] = field(default_factory=list)
+    context_chars: int = 0  # the prefix that is the same for every question on this context
+
+
+def format_chunks(chunks: Sequence[Chunk]) -> str:
+    """Chunks joined in the order given (callers pass document order), with a header when the doc changes."""
+    parts: list[str] = []
+    multi = len({c.doc for c in chunks}) > 1
+    last_doc = None
+    for chunk in chunks:
+        if multi and chunk.doc != last_doc:
+            parts.append(f"Document: {chunk.doc_name}")
+            last_doc = chunk.doc
+        parts.append(chunk.text.strip())
+    return "\n\n".join(parts)
+
+
+def format_documents(names: Sequence[str], texts: Sequence[str]) -> str:
+    if len(texts) == 1:
+        return texts[0].strip()
+    return "\n\n".join(f"Document: {n}\n\n{t.strip()}" for n, t in zip(names, texts, strict=True))
+
+
+def build_prompt(
+    fmt: str,
+    context: str,
+    question: str,
+    history: Sequence[Message] = (),
+    decline: bool = False,
+    render_chat: Callable[[list[Message]], str] | None = None,
+) -> Prompt:
+    """Build the prompt for one question. ``decline`` asks the model to say "unanswerable" (Self-Route)."""
+    if fmt == "chatqa":
+        turns = [f"{'User' if m['role'] == 'user' else 'Assistant'}: {m['content']}" for m in history]
+        ask = " ".join(filter(None, [SHORT_ANSWER, DECLINE if decline else "", question]))
+        head = f"{CHATQA_SYSTEM}\n\n{context}\n\n"
+        body = "\n\n".join([*turns, f"User: {ask}", "Assistant:"])
+        return Prompt(head + body, ["\nUser:", "\n\nUser"], len(head))
+    if fmt == "chat":
+        if render_chat is None:
+            raise ValueError("the chat format needs the generator's chat template")
+        system = "Answer questions about the context below with a short answer."
+        if decline:
+            system += " " + DECLINE
+        messages = [{"role": "system", "content": f"{system}\n\nContext:\n{context}"}, *history]
+        messages.append({"role": "user", "content": question})
+        text = render_chat(messages)
+        return Prompt(text, [], text.find(context) + len(context))
+    if fmt == "completion":
+        instruction = COMPLETION_INSTRUCTION + (" " + DECLINE if decline else "")
+        head = f"{context}\n\n"
+        qa = [f"{'Question' if m['role'] == 'user' else 'Answer'}: {m['content'].strip()}" for m in history]
+        body = "\n".join([instruction, *qa, f"Question: {question.strip()}", "Answer:"])
+        return Prompt(head + body, ["\n", "Question:"], len(head))
+    raise ValueError(f"unknown prompt format '{fmt}' (chatqa, chat, completion)")
+
+
+def fill_template(template: str, context: str, question: str) -> Prompt:
+    """Benchmarks bring their own official templates with {context} and {input} placeholders."""
+    before, _, _ = template.partition("{context}")
+    text = template.replace("{context}", context).replace("{input}", question).replace("{question}", question)
+    return Prompt(text, [], len(before) + len(context) if "{context}" in template else 0)

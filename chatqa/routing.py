@@ -1,0 +1,94 @@
+"""Deciding, per question, between RAG and long context (LC).
+
+Pure logic on token counts and the question text, so the rules can be tested without a model:
+- ``rag``: always top-k retrieval.
+- ``long``: the whole document, or a clear refusal when it does not fit (truncation only on request).
+- ``auto``: LC when the document fits the *effective* window, or when a global question needs all of it and it
+  fits the nominal window; RAG otherwise (ChatQA 2: LC wins under 32K, RAG above 100K).
+- ``self-route`` (arXiv 2407.16833): RAG first, asking the model to decline; LC if it declines and fits.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from chatqa.errors import ContextTooLongError, InputError
+
+MODES = ("rag", "long", "auto", "self-route")
+
+GLOBAL_QUESTION = re.compile(
+    r"\b(summari[sz]e|summary|overall|main (?:theme|idea|point|argument|character)s?"
+    r"|(?:whole|entire) (?:book|document|story|text|novel)|throughout|in general|outline"
+    r"|key (?:themes|points|events)|what is (?:this|the) (?:book|document|text|story|novel) about"
+    r"|how does the (?:book|story|novel) end)\b",
+    re.IGNORECASE,
+)
+DECLINED = re.compile(
+    r"\b(unanswerable|cannot be answered|can ?not (?:find|answer|be found)|not (?:mentioned|provided|stated|"
+    r"found|given|enough information)|no (?:information|mention)|does not (?:say|mention|contain|provide)|"
+    r"doesn't (?:say|mention|contain)|i don't know|unknown)\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Route:
+    route: str  # "rag" or "long"
+    reason: str
+    truncate: bool = False
+
+
+def is_global(question: str) -> bool:
+    return bool(GLOBAL_QUESTION.search(question))
+
+
+def declined(answer: str) -> bool:
+    """True when a RAG answer says the context was not enough (Self-Route's trigger); empty counts too."""
+    return not answer.strip() or bool(DECLINED.search(answer))
+
+
+def decide(
+    mode: str,
+    question: str,
+    doc_tokens: int,
+    window_room: int,
+    effective_room: int | None = None,
+    truncate: str | None = None,
+) -> Route:
+    """Choose a route. ``window_room`` is the window minus prompt overhead and the answer budget;
+    ``effective_room`` the same computed from the calibrated effective window (None: same as window)."""
+    effective_room = window_room if effective_room is None else min(effective_room, window_room)
+    fits = doc_tokens <= window_room
+    size = f"document {doc_tokens:,} tokens"
+    if mode == "rag":
+        return Route("rag", "forced: --mode rag")
+    if mode == "long":
+        if fits:
+            return Route("long", f"forced: --mode long; {size} fits the window ({window_room:,})")
+        if truncate == "middle":
+            return Route("long", f"forced: --mode long; {size} > window ({window_room:,}), middle cut", True)
+        raise ContextTooLongError(
+            f"{size} does not fit the generator's window ({window_room:,} tokens left for the document); "
+            "use --mode rag or auto, or --truncate middle"
+        )
+    if mode == "self-route":
+        return Route("rag", "self-route: RAG first; long context only if the model declines")
+    if mode != "auto":
+        raise InputError(f"unknown mode '{mode}' (choose from {', '.join(MODES)})")
+    if doc_tokens <= effective_room:
+        return Route("long", f"{size} fits the effective window ({effective_room:,})")
+    if is_global(question) and fits:
+        return Route("long", f"global question; {size} fits the window ({window_room:,})")
+    if is_global(question):
+        return Route("rag", f"global question, but {size} exceeds the window ({window_room:,}): RAG")
+    return Route("rag", f"{size} exceeds the effective window ({effective_room:,})")
+
+
+def fallback(answer: str, doc_tokens: int, window_room: int) -> Route | None:
+    """Self-Route's second step: LC when the RAG answer declined and the document fits; else keep RAG."""
+    if not declined(answer):
+        return None
+    if doc_tokens <= window_room:
+        return Route("long", "self-route: the RAG answer declined; the document fits, so long context")
+    return None
