@@ -1,0 +1,1 @@
+"""Evaluation: official benchmark scorers (see :mod:`chatqa.eval.metrics`) and evaluation helpers."""
