@@ -50,18 +50,30 @@ class Embedder:
         )
 
     def windows(self, text: str) -> list[str]:
-        """Overlapping windows of at most ``self.window`` retriever tokens that together cover ``text``."""
+        """Overlapping windows of at most ``self.window`` retriever tokens that together cover ``text``.
+
+        Windows start and end on word boundaries: a cut inside a word would re-tokenize differently (and
+        longer) than the slice of tokens it came from, and the model would silently truncate it."""
         enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         offsets = enc["offset_mapping"]
-        if len(offsets) <= self.window:
+        n = len(offsets)
+        if n <= self.window:
             return [text]
-        step = max(1, int(self.window * self.config.window_stride))
-        out = []
-        for lo in range(0, len(offsets), step):
-            hi = min(lo + self.window, len(offsets))
+        word = [i == 0 or offsets[i][0] == 0 or text[offsets[i][0] - 1].isspace() for i in range(n)] + [True]
+        size = self.window - 4  # margin for tokenizers that merge differently across the new edges
+        step = max(1, int(size * self.config.window_stride))
+        out, lo = [], 0
+        while lo < n:
+            hi = min(lo + size, n)
+            while hi < n and hi > lo + 1 and not word[hi]:
+                hi -= 1
             out.append(text[offsets[lo][0] : offsets[hi - 1][1]])
-            if hi == len(offsets):
+            if hi == n:
                 break
+            nxt = min(lo + step, hi)
+            while nxt > lo + 1 and not word[nxt]:
+                nxt -= 1
+            lo = nxt
         return out
 
     def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
