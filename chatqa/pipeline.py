@@ -165,10 +165,12 @@ class ChatQA:
         method = retrieval or cfg.retrieval.method
         if method not in METHODS:
             raise InputError(f"unknown retrieval '{method}' (choose from {', '.join(METHODS)})")
-        k = top_k or cfg.retrieval.top_k
+        k = cfg.retrieval.top_k if top_k is None else top_k
         if k < 1:
             raise InputError("--top-k must be at least 1")
-        budget = max_new_tokens or cfg.generator.max_new_tokens
+        budget = cfg.generator.max_new_tokens if max_new_tokens is None else max_new_tokens
+        if budget < 1:
+            raise InputError("--max-new-tokens must be at least 1")
         truncate = truncate or cfg.routing.truncate
         if docs is None:
             raise InputError("no document given")

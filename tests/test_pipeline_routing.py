@@ -1,0 +1,113 @@
+"""Routes through ChatQA.ask with a FAKE generator (scripted answers): tests the pipeline's routing logic
+(self-route fallback, long-context refusal, truncation, top-k, citations) without paying for generation.
+Retrieval, chunking and the tokenizer are the real embedded ones."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import pytest
+
+from chatqa import ChatQA
+from chatqa.config import GeneratorConfig
+from chatqa.errors import ContextTooLongError, InputError
+from chatqa.generation import Generation, Generator
+from chatqa.ingest import Document
+from tests.conftest import SAMPLE
+
+
+class FakeGenerator(Generator):
+    """Scripted answers; records every prompt so tests can see what the model would have read."""
+
+    def __init__(self, tokenizer, answers: Sequence[str], window: int = 32768) -> None:
+        self.config = GeneratorConfig(context_window=window)
+        self.tokenizer = tokenizer
+        self.answers = list(answers)
+        self.prompts: list[str] = []
+
+    def generate(self, prompt: str, max_new_tokens: int, stop: Sequence[str] = (),
+                 on_text: Callable[[str], None] | None = None) -> Generation:  # fmt: skip
+        self.prompts.append(prompt)
+        text = self.answers.pop(0)
+        return Generation(text, self.tokenizer.count(prompt), 3, 0.01, 0.01)
+
+
+@pytest.fixture
+def fake_qa(qa, home):
+    def make(answers: Sequence[str], window: int = 32768) -> tuple[ChatQA, FakeGenerator]:
+        new = ChatQA(qa.config)
+        new._tokenizer, new._embedder = qa.tokenizer, qa.embedder
+        new._generator = FakeGenerator(qa.tokenizer, answers, window)
+        return new, new._generator
+
+    return make
+
+
+def test_self_route_falls_back_to_long_context_when_rag_declines(fake_qa) -> None:
+    qa, gen = fake_qa(["unanswerable", "Josiah Wrenfield"])
+    ans = qa.ask("Who was the chief engineer of the canal?", docs=[SAMPLE], mode="self-route")
+    assert ans.route == "long" and "declined" in ans.reason
+    assert ans.answer == "Josiah Wrenfield"
+    assert ans.attempts[0]["route"] == "rag" and ans.attempts[0]["answer"] == "unanswerable"
+    assert "unanswerable" in gen.prompts[0]  # the RAG try asked the model to decline
+    assert len(gen.prompts[1]) > len(gen.prompts[0])  # the second read the whole document
+    assert ans.usage["prompt_tokens"] > ans.usage["document_tokens"]
+
+
+def test_self_route_keeps_a_confident_rag_answer(fake_qa) -> None:
+    qa, gen = fake_qa(["Josiah Wrenfield"])
+    ans = qa.ask("Who was the chief engineer of the canal?", docs=[SAMPLE], mode="self-route")
+    assert ans.route == "rag" and ans.attempts == [] and len(gen.prompts) == 1
+    assert len(ans.citations) == 5
+    assert [c["chunk"] for c in ans.citations] == sorted(c["chunk"] for c in ans.citations)  # OP-RAG order
+
+
+def test_auto_picks_long_for_a_small_document_and_rag_for_a_small_window(fake_qa) -> None:
+    qa, _ = fake_qa(["x"])
+    assert qa.ask("Who?", docs=[SAMPLE], mode="auto").route == "long"
+    qa, gen = fake_qa(["x"], window=4000)
+    ans = qa.ask("Who?", docs=[SAMPLE], mode="auto")
+    assert ans.route == "rag" and "exceeds" in ans.reason
+    assert "top-k reduced" in ans.reason  # 5 x 1200 tokens cannot fit 4000: the weakest chunks are dropped
+    assert qa.tokenizer.count(gen.prompts[0]) < 4000
+
+
+def test_long_refuses_a_document_that_does_not_fit_unless_truncation_is_asked(fake_qa) -> None:
+    qa, gen = fake_qa(["x"], window=3000)
+    with pytest.raises(ContextTooLongError, match="does not fit"):
+        qa.ask("Who?", docs=[SAMPLE], mode="long")
+    ans = qa.ask("Who?", docs=[SAMPLE], mode="long", truncate="middle")
+    assert ans.truncated and ans.route == "long"
+    text = SAMPLE.read_text()
+    assert text[:200].strip()[:100] in gen.prompts[0] and text.rstrip()[-100:] in gen.prompts[0]
+    assert qa.tokenizer.count(gen.prompts[0]) <= 3000
+
+
+def test_multi_turn_query_carries_earlier_user_turns(fake_qa) -> None:
+    qa, gen = fake_qa(["Thomas Ebbage"])
+    messages = [
+        {"role": "user", "content": "Tell me about the Sallowby Aqueduct."},
+        {"role": "assistant", "content": "It carries the canal over a river."},
+        {"role": "user", "content": "Who designed it?"},
+    ]
+    ans = qa.ask(docs=[SAMPLE], messages=messages, mode="rag")
+    assert ans.question == "Who designed it?"
+    assert "It carries the canal over a river." in gen.prompts[0]
+    assert "Sallowby Aqueduct" in "".join(c["doc"] for c in ans.citations) or ans.citations
+    chunks = qa.index([SAMPLE]).chunks
+    cited = " ".join(chunks[c["chunk"]].text for c in ans.citations)
+    assert "designed" in cited and "Ebbage" in cited
+
+
+def test_bad_arguments(fake_qa) -> None:
+    qa, _ = fake_qa(["x"])
+    with pytest.raises(InputError, match="empty"):
+        qa.ask("   ", docs=[SAMPLE])
+    with pytest.raises(InputError, match="unknown mode"):
+        qa.ask("q", docs=[SAMPLE], mode="magic")
+    with pytest.raises(InputError, match="top-k"):
+        qa.ask("q", docs=[SAMPLE], top_k=0)
+    with pytest.raises(InputError, match="end messages with a user turn"):
+        qa.ask(docs=[SAMPLE], messages=[{"role": "assistant", "content": "hi"}])
+    with pytest.raises(InputError):
+        qa.ask("q", docs=[Document.from_text("  ", "blank")])

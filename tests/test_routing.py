@@ -1,0 +1,61 @@
+"""Routing rules as pure logic: token counts and question text in, a route and a reason out."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatqa.errors import ContextTooLongError, InputError
+from chatqa.routing import decide, declined, fallback, is_global
+
+
+def test_forced_modes() -> None:
+    assert decide("rag", "q", 10, 100).route == "rag"
+    assert decide("long", "q", 10, 100).route == "long"
+    with pytest.raises(ContextTooLongError, match="does not fit.*--truncate middle"):
+        decide("long", "q", 1000, 100)
+    cut = decide("long", "q", 1000, 100, truncate="middle")
+    assert cut.route == "long" and cut.truncate and "middle" in cut.reason
+
+
+def test_auto_uses_effective_window_and_global_questions() -> None:
+    assert decide("auto", "Who?", 500, 1000).route == "long"
+    r = decide("auto", "Who?", 500, 1000, effective_room=400)
+    assert r.route == "rag" and "effective window (400)" in r.reason
+    g = decide("auto", "Summarise the book.", 500, 1000, effective_room=400)
+    assert g.route == "long" and "global" in g.reason
+    too_big = decide("auto", "Summarise the book.", 5000, 1000)
+    assert too_big.route == "rag" and "global" in too_big.reason
+    # an effective window larger than the real one cannot make a document fit
+    assert decide("auto", "Who?", 1500, 1000, effective_room=4000).route == "rag"
+
+
+def test_self_route_starts_with_rag_and_falls_back_only_when_declined_and_fitting() -> None:
+    assert decide("self-route", "q", 10, 100).route == "rag"
+    assert fallback("Josiah Wrenfield.", 10, 100) is None
+    back = fallback("unanswerable", 10, 100)
+    assert back is not None and back.route == "long"
+    assert fallback("unanswerable", 1000, 100) is None  # cannot fit: keep the RAG answer
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [("unanswerable", True), ("The text does not mention it.", True), ("", True), ("I don't know", True),
+     ("Josiah Wrenfield", False), ("41 locks", False), ("It was not until 1831.", False)],
+)  # fmt: skip
+def test_declined(answer: str, expected: bool) -> None:
+    assert declined(answer) is expected
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [("Summarise the history of the canal.", True), ("What is the main theme?", True),
+     ("What is this book about?", True), ("Who was the chief engineer?", False),
+     ("How long is the tunnel?", False)],
+)  # fmt: skip
+def test_global_questions(question: str, expected: bool) -> None:
+    assert is_global(question) is expected
+
+
+def test_unknown_mode() -> None:
+    with pytest.raises(InputError, match="unknown mode"):
+        decide("fast", "q", 1, 2)
