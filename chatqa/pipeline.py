@@ -7,6 +7,7 @@ loading once. Each answer records the route taken, why, and what it cost per sta
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -179,22 +180,23 @@ class ChatQA:
         self._load_s = 0.0  # only loads caused by this call are charged to it
         usage = _Usage()
         documents = self.documents(docs)
-        index_start = time.perf_counter()
-        index = self.index(documents, progress=progress)
-        usage.add_time("index", time.perf_counter() - index_start - self._load_s)
         generator = self.generator
         overhead = self._overhead(question, history, template)
         room = generator.context_window - overhead - budget
         effective = cfg.generator.effective_window
         effective_room = effective - overhead - budget if effective else None
         full_context = format_documents([d.name for d in documents], [d.text for d in documents])
-        doc_tokens = self._count_cached(index, full_context)
+        doc_tokens = self._count(full_context)
         route = decide(mode, question, doc_tokens, room, effective_room, truncate)
 
         attempts: list[dict[str, Any]] = []
         citations: list[dict[str, Any]]
         truncated = False
-        if route.route == "rag":
+        if route.route == "rag":  # only RAG needs the index: long-context questions never pay for embedding
+            loaded = self._load_s
+            index_start = time.perf_counter()
+            index = self.index(documents, progress=progress)
+            usage.add_time("index", time.perf_counter() - index_start - (self._load_s - loaded))
             decline = mode == "self-route"
             text, citations, note = self._rag(
                 index, question, history, k, method, room, budget, template, decline, usage, on_text
@@ -290,8 +292,9 @@ class ChatQA:
         # Self-Route's decline sentence is the longest variant; counting it keeps every variant inside.
         return self.tokenizer.count(self._prompt("", question, history, template, True).text) + 8
 
-    def _count_cached(self, index: DocIndex, text: str) -> int:
-        key = str(index.path)
+    def _count(self, text: str) -> int:
+        """Token count of a whole document set, memoised: tokenizing a novel takes seconds."""
+        key = hashlib.sha256(text.encode("utf-8")).hexdigest()
         if key not in self._doc_tokens:
             self._doc_tokens[key] = self.tokenizer.count(text)
         return self._doc_tokens[key]
