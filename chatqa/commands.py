@@ -10,5 +10,7 @@ EXTRA: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
 def register_extra(sub: argparse._SubParsersAction) -> None:
-    for module in ():
+    from chatqa import cache_cli, calibrate
+
+    for module in (cache_cli, calibrate):
         module.register(sub, EXTRA)

@@ -102,6 +102,10 @@ class ChatQA:
         if self._generator is None:
             self._generator = self._timed(lambda: load_generator(self.config.generator))
             self._tokenizer = self._generator.tokenizer
+            if self.config.generator.backend == "llamacpp":  # document prefixes' KV states, kept on disk
+                from chatqa.kvcache import KVStore, kv_root
+
+                self._generator.kv_store = KVStore(kv_root(self.config))  # type: ignore[attr-defined]
         return self._generator
 
     @property
@@ -213,7 +217,8 @@ class ChatQA:
                 context = self._truncate_middle(context, room)
                 truncated = True
             prompt = self._prompt(context, question, history, template, False)
-            gen = generator.generate(prompt.text, budget, prompt.stop, on_text)
+            kv = {"prefix": prompt.text[: prompt.context_chars]} if getattr(generator, "kv_store", None) else {}
+            gen = generator.generate(prompt.text, budget, prompt.stop, on_text, **kv)
             usage.add(gen)
             text = gen.text
             citations = [

@@ -63,8 +63,12 @@ class Generator(ABC):
         max_new_tokens: int,
         stop: Sequence[str] = (),
         on_text: Callable[[str], None] | None = None,
+        prefix: str | None = None,
     ) -> Generation:
-        """Greedy decoding; ``on_text`` receives text pieces as they are final (streaming)."""
+        """Greedy decoding; ``on_text`` receives text pieces as they are final (streaming).
+
+        ``prefix`` is the start of ``prompt`` shared by every question on the same context (the document):
+        a hint that its KV state is worth keeping (llama.cpp stores it on disk); other backends ignore it."""
 
     def render_chat(self, messages: list[dict[str, str]]) -> str:
         raise ConfigError(f"{self.name} has no chat template; use prompt_format: completion or chatqa")

@@ -187,6 +187,7 @@ class HFGenerator(Generator):
         max_new_tokens: int,
         stop: Sequence[str] = (),
         on_text: Callable[[str], None] | None = None,
+        prefix: str | None = None,  # the KV-cache hint; only llama.cpp stores prefix states
     ) -> Generation:
         ids = self.tokenizer.encode(prompt, add_special=True)
         if not ids:

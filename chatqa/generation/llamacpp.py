@@ -2,7 +2,9 @@
 
 Greedy decoding is written out (not ``create_completion``) so prefill and decode are timed apart and the
 prompt is tokenized exactly once. llama-cpp-python keeps the last prompt's KV state and reuses its longest
-common prefix, so a second question on the same document only pays for the new tokens.
+common prefix, so a second question on the same document only pays for the new tokens. With a
+:class:`~chatqa.kvcache.KVStore` attached (``kv_store``) and the prompt's shared ``prefix`` given, long document
+prefixes are also saved to disk and restored in a later process instead of being recomputed.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from chatqa.config import GeneratorConfig
 from chatqa.embedded import resolve
 from chatqa.errors import ContextTooLongError, ModelLoadError
 from chatqa.generation import Generation, Generator, StopScanner
+from chatqa.kvcache import KVStore, load_llama_state, save_llama_state
 
+KV_MIN_TOKENS = 1024  # below this, recomputing is about as fast as reading a state from disk
+KV_SAFETY_TOKENS = 2  # the last prefix tokens may merge with the question's first ones when tokenized together
 ROPE_TYPES = {"none": 0, "linear": 1, "yarn": 2}
 
 
@@ -68,8 +73,12 @@ def rope_kwargs(rope: dict | None) -> dict[str, object]:
 
 
 class LlamaCppGenerator(Generator):
+    kv_store: KVStore | None = None  # set by ChatQA; None keeps prefixes in memory only
+    kv_event: dict[str, object] | None = None  # what the store did on the last call (hit/miss, sizes, seconds)
+
     def __init__(self, config: GeneratorConfig, tokenizer: LlamaTokenizer | None = None) -> None:
         self.config = config
+        self._path = resolve(config.model)
         threads = config.threads or os.cpu_count() or 1
         self.llm = _llama(
             config,
@@ -104,6 +113,7 @@ class LlamaCppGenerator(Generator):
         max_new_tokens: int,
         stop: Sequence[str] = (),
         on_text: Callable[[str], None] | None = None,
+        prefix: str | None = None,
     ) -> Generation:
         ids = self.tokenizer.encode(prompt, add_bos=True)
         if len(ids) + max_new_tokens > self.llm.n_ctx():
@@ -111,11 +121,15 @@ class LlamaCppGenerator(Generator):
                 f"prompt of {len(ids):,} tokens plus {max_new_tokens} new tokens exceeds "
                 f"the window ({self.llm.n_ctx():,})"
             )
+        start = time.perf_counter()  # prefill includes restoring or saving a disk state
         cached = self._common_prefix(ids)
+        self.kv_event = None
+        if prefix and self.kv_store is not None and self.kv_store.enabled:
+            from_store = self._prefix_from_store(ids, prefix)
+            cached = cached if from_store is None else from_store
         scanner = StopScanner(stop, on_text)
         out: list[int] = []
         text, finish = "", "length"
-        start = time.perf_counter()
         first = start
         eog = self.llm._model.token_is_eog if hasattr(self.llm._model, "token_is_eog") else None
         for token in self.llm.generate(ids, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=True):
@@ -148,6 +162,55 @@ class LlamaCppGenerator(Generator):
                 break
             n += 1
         return n
+
+    def _fingerprint(self) -> dict[str, object]:
+        """Everything besides the tokens that changes the KV numbers: a state is only valid for all of it."""
+        import llama_cpp
+
+        return {
+            "model": os.path.basename(self._path),
+            "model_bytes": os.path.getsize(self._path),
+            "n_ctx": self.llm.n_ctx(),
+            "n_batch": self.llm.n_batch,
+            "rope": rope_kwargs(self.config.rope),
+            "flash_attn": True,
+            "llama_cpp": llama_cpp.__version__,
+        }
+
+    def _prefix_from_store(self, ids: list[int], prefix: str) -> int | None:
+        """Put the state of the prompt's shared prefix in place, from disk if stored, else compute and store it.
+
+        Returns the prompt tokens not computed by this call, or None when the store was not used. The prefix is
+        cut to a multiple of the batch size, so a restored run evaluates the same batches as a cold one and greedy
+        outputs stay identical.
+        """
+        pre = self.tokenizer.encode(prefix, add_bos=True)
+        n = 0
+        for a, b in zip(pre, ids, strict=False):
+            if a != b:
+                break
+            n += 1
+        n = min(n - KV_SAFETY_TOKENS, len(ids) - 1)
+        n -= n % self.llm.n_batch
+        if n < KV_MIN_TOKENS or self._common_prefix(ids) >= n:
+            return None  # too short to pay off, or already in memory
+        store = self.kv_store
+        assert store is not None
+        key = store.key(self._fingerprint(), ids[:n])
+        t0 = time.perf_counter()
+        entry = store.get(key, ids[:n])
+        if entry is not None and entry.state is not None and load_llama_state(self.llm, ids[:n], entry.state):
+            restore_s = time.perf_counter() - t0
+            self.kv_event = {"event": "hit", "tokens": n, "bytes": entry.bytes, "restore_s": restore_s}
+            return n
+        self.llm.reset()  # a stored state is always a cold evaluation of exactly these tokens
+        self.llm.eval(ids[:n])
+        t1 = time.perf_counter()
+        state = save_llama_state(self.llm)
+        path = store.put(key, ids[:n], state, {"model": os.path.basename(self._path), "n_ctx": self.llm.n_ctx()})
+        self.kv_event = {"event": "miss", "tokens": n, "bytes": len(state), "eval_s": t1 - t0,
+                         "save_s": time.perf_counter() - t1, "stored": path is not None}  # fmt: skip
+        return 0
 
     def close(self) -> None:
         self.llm.close()

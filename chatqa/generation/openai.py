@@ -181,6 +181,7 @@ class OpenAIGenerator(Generator):
         max_new_tokens: int,
         stop: Sequence[str] = (),
         on_text: Callable[[str], None] | None = None,
+        prefix: str | None = None,  # the KV-cache hint; only llama.cpp stores prefix states
     ) -> Generation:
         n_prompt = len(self.tokenizer.encode(prompt))
         if n_prompt + max_new_tokens > self.context_window:

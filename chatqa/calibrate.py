@@ -1,0 +1,209 @@
+"""``chatqa calibrate``: measure the generator's *effective* context window and write it into the profile.
+
+A claimed window is not a usable one (LongChat's LongEval, RULER): Gemma 270M reads 32K tokens but finds a pass
+key reliably only up to about 8K. Calibration runs long-context-only passkey prompts (InfiniteBench templates and
+budgets: the open/completion set for ``prompt_format: completion``, else the chat set) over lengths x depths, plus
+LongEval line retrieval cases that fit, and applies RULER's rule: the effective window is the largest tested
+length L whose accuracy, and that of every shorter tested length, is at least the threshold (0.85). Accuracy at
+a length is the mean of its per-task accuracies (RULER averages tasks). ``auto`` routing then sends documents
+beyond it to RAG.
+
+Cost: prompt tokens dominate. The default run (2k..32k x 3 depths x n=1, about 186K passkey tokens, plus one
+LongEval case per file, 3.7K-12.1K Gemma tokens, 48K in all) takes about 13 minutes for Gemma 270M on 2 idle
+cores (prefill 511 tok/s at 2K falling to 242 at 32K; the 32K cells alone are about 6.5 minutes). An estimate
+from a measured prefill speed is printed first; a loaded machine can take twice as long.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from chatqa.config import Config, load_profile
+from chatqa.errors import ConfigError, InputError
+
+_SECTION = re.compile(r"generator\s*:\s*(#.*)?$")
+_VALUE = re.compile(r"^(\s+effective_window\s*:[ \t]*)([^#\n]*?)([ \t]*(?:#.*)?)$")
+
+
+def parse_lengths(text: str) -> list[int]:
+    """Parse "2k,4k,1500" as [1500, 2048, 4096]: k is 1024, so "32k" is exactly a 32,768-token window."""
+    try:
+        out = [int(float(t[:-1]) * 1024) if t.lower().endswith("k") else int(t) for t in text.split(",") if t]
+    except ValueError:
+        raise InputError(f"--lengths: expected numbers like 2k,4k,8k, got {text!r}") from None
+    return sorted(set(out))
+
+
+def effective_window(accuracy: dict[int, float], threshold: float) -> int | None:
+    """RULER's rule: the largest length L with accuracy >= threshold at L and at every shorter tested length."""
+    best = None
+    for length in sorted(accuracy):
+        if accuracy[length] < threshold:
+            break
+        best = length
+    return best
+
+
+def write_effective_window(path: Path, value: int) -> None:
+    """Set ``generator.effective_window`` by editing that one line, so comments and layout survive."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if _SECTION.match(line.rstrip("\n"))), None)
+    if start is None:
+        lines += [*([] if not lines or lines[-1].endswith("\n") else ["\n"]), "generator:\n"]
+        start = len(lines) - 1
+    end = next((i for i in range(start + 1, len(lines)) if re.match(r"[^\s#]", lines[i])), len(lines))
+    keys = [i for i in range(start + 1, end) if re.match(r"\s+[^\s#]", lines[i])]
+    indent = re.match(r"\s*", lines[keys[0]]).group() if keys else "  "
+    hit = [i for i in keys if lines[i].startswith(indent + "effective_window") and _VALUE.match(lines[i].rstrip("\n"))]
+    if hit:
+        m = _VALUE.match(lines[hit[0]].rstrip("\n"))
+        lines[hit[0]] = f"{m.group(1)}{value}{m.group(3)}\n"
+    else:
+        lines.insert(keys[-1] + 1 if keys else start + 1, f"{indent}effective_window: {value}\n")
+    text = "".join(lines)
+    if (yaml.safe_load(text) or {}).get("generator", {}).get("effective_window") != value:
+        raise ConfigError(f"could not write effective_window into {path}: edit it by hand ({value})")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def summarize(cases: list[dict[str, Any]], lengths: list[int]) -> list[dict[str, Any]]:
+    """Per tested length: accuracy per task, their mean, case count and seconds (the evidence table)."""
+    rows = []
+    for length in lengths:
+        at = [c for c in cases if c["length"] == length]
+        row: dict[str, Any] = {"length": length, "n": len(at), "seconds": round(sum(c["seconds"] for c in at), 1)}
+        accs = []
+        for task in ("passkey", "longeval"):
+            scores = [c["score"] for c in at if c["task"] == task]
+            row[f"{task}_acc"] = sum(scores) / len(scores) if scores else None
+            row[f"{task}_n"] = len(scores)
+            accs += [row[f"{task}_acc"]] if scores else []
+        row["accuracy"] = sum(accs) / len(accs) if accs else 0.0
+        rows.append(row)
+    return rows
+
+
+def markdown(report: dict[str, Any]) -> str:
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{v:.0%}"
+
+    out = ["| length | passkey acc | longeval acc | accuracy | n | seconds |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in report["table"]:
+        out.append(f"| {r['length']:,} | {pct(r['passkey_acc'])} ({r['passkey_n']}) | {pct(r['longeval_acc'])} "
+                   f"({r['longeval_n']}) | {pct(r['accuracy'])} | {r['n']} | {r['seconds']:.1f} |")  # fmt: skip
+    eff = report["effective_window"]
+    out.append(f"\neffective window: {eff:,} tokens" if eff else "\neffective window: none of the tested lengths "
+               f"reached {report['threshold']:.0%}; the profile was not changed")  # fmt: skip
+    return "\n".join(out)
+
+
+def run(
+    config: Config,
+    lengths: list[int],
+    depths: list[float],
+    n: int = 1,
+    threshold: float = 0.85,
+    longeval: bool = True,
+    write: bool = True,
+    notice: Callable[[str], None] | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Calibrate the profile's generator; writes the evidence JSON and the profile unless ``write`` is False."""
+    from chatqa.calibrate_cases import build_cases, estimate, measure_prefill, run_case
+    from chatqa.generation import load_generator
+
+    window = config.generator.context_window
+    if not lengths or max(lengths) > window:
+        raise InputError(f"--lengths must be within the profile's window ({window:,} tokens), got {lengths}")
+    if not 0.0 < threshold <= 1.0 or n < 1:
+        raise InputError("--threshold must be in (0, 1] and --n at least 1")
+    generator = load_generator(config.generator)
+    try:
+        tok_s = measure_prefill(generator)
+        cases = build_cases(generator, config, lengths, depths, n, longeval)
+        est = estimate(cases, tok_s)
+        if notice:
+            notice(f"calibrating {len(cases)} cases ({sum(c.tokens for c in cases):,} prompt tokens) at ~{tok_s:.0f} "
+                   f"tok/s prefill: about {est / 60:.1f} min")  # fmt: skip
+        start, done = time.perf_counter(), []
+        for i, case in enumerate(cases):
+            done.append(run_case(generator, case))
+            if progress:
+                spent = time.perf_counter() - start
+                left = spent / max(1e-9, estimate(cases[: i + 1], tok_s)) * estimate(cases[i + 1 :], tok_s)
+                print(f"\r[{i + 1}/{len(cases)}] {case.task} {case.length:,}: {spent:.0f}s, ~{left:.0f}s left   ",
+                      end="" if i + 1 < len(cases) else "\n", file=sys.stderr, flush=True)  # fmt: skip
+    finally:
+        generator.close()
+    table = summarize(done, lengths)
+    eff = effective_window({r["length"]: r["accuracy"] for r in table}, threshold)
+    path = Path(config.path) if config.path else None
+    report = {
+        "profile": config.name, "profile_path": str(path) if path else None, "model": config.generator.model,
+        "context_window": window, "threshold": threshold, "effective_window": eff, "table": table,
+        "prefill_tok_s": round(tok_s, 1), "estimate_s": round(est, 1),
+        "seconds": round(time.perf_counter() - start, 1), "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "cases": done, "evidence": None, "written": False,
+    }  # fmt: skip
+    if write and path is not None:
+        evidence = path.with_name(f"{path.stem}.calibration.json")
+        evidence.write_text(json.dumps(report, indent=1), encoding="utf-8")
+        report["evidence"] = str(evidence)
+        if eff is not None:
+            write_effective_window(path, eff)
+            report["written"] = True
+    return report
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from chatqa.progress import interactive
+
+    config = load_profile(args.profile)
+    depths = [float(d) for d in args.depths.split(",") if d]
+    if not depths or any(not 0.0 <= d <= 1.0 for d in depths):
+        raise InputError(f"--depths must be numbers in [0, 1], got {args.depths!r}")
+    tty = interactive()
+
+    def notice(text: str) -> None:
+        if not args.json:
+            print(text, flush=True)
+        elif tty:
+            print(text, file=sys.stderr, flush=True)
+
+    report = run(config, parse_lengths(args.lengths), depths, args.n, args.threshold, not args.no_longeval,
+                 args.write, notice, progress=tty)  # fmt: skip
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(markdown(report))
+    if report["evidence"]:
+        print(f"evidence: {report['evidence']}" + (f"; wrote effective_window to {report['profile_path']}"
+                                                   if report["written"] else ""))  # fmt: skip
+    return 0
+
+
+def register(sub: argparse._SubParsersAction, extra: dict[str, Callable[[argparse.Namespace], int]]) -> None:
+    p = sub.add_parser("calibrate", help="measure the effective context window and write it into the profile")
+    p.add_argument("--profile", default="default", help="profile name in configs/ or a YAML path")
+    p.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
+    p.add_argument("--lengths", default="2k,4k,8k,16k,32k", help="total prompt lengths to test (k = 1024)")
+    p.add_argument("--depths", default="0.1,0.5,0.9", help="pass key positions, fractions of the context")
+    p.add_argument("--n", type=int, default=1, help="passkey cases per length x depth; LongEval cases per file")
+    p.add_argument("--threshold", type=float, default=0.85, help="accuracy required (RULER: 0.85)")
+    p.add_argument("--no-longeval", action="store_true", help="passkey only (skip LongEval line retrieval)")
+    w = p.add_mutually_exclusive_group()
+    w.add_argument("--write", dest="write", action="store_true", default=True, help="write the profile (default)")
+    w.add_argument("--dry-run", dest="write", action="store_false", help="measure and print only")
+    extra["calibrate"] = cmd_calibrate

@@ -1,0 +1,206 @@
+"""KV prefix cache on disk: llama.cpp states of long document prefixes, reused across processes.
+
+Re-reading a 32K-token document costs minutes on a CPU while restoring its state takes well under a second, so
+a new session (or a new ``chatqa ask`` process) on a known document should only pay for the question. Each entry
+holds the llama.cpp context state and the exact token ids it covers, keyed by the sha256 of everything that
+changes the numbers (model file, window, RoPE, attention kernel, token ids). llama-cpp-python's ``LlamaState``
+also copies a logits buffer (512 x vocab floats, 512 MB for Gemma) that a prefix never needs: it is not kept.
+Writes are atomic (temp file + ``os.replace``) under a file lock; the total size is capped with least-recently
+used eviction (a hit touches the file's mtime). ``CHATQA_KV_MAX_BYTES=0`` turns the store off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+import struct
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from filelock import FileLock
+
+from chatqa.config import Config
+
+MAGIC = b"CHATQAKV1\n"
+SUFFIX = ".kv"
+DEFAULT_MAX_BYTES = 4 * 1024**3
+
+
+def default_max_bytes() -> int:
+    """The size cap: ``CHATQA_KV_MAX_BYTES`` when set (0 disables the store), else 4 GiB."""
+    env = os.environ.get("CHATQA_KV_MAX_BYTES", "").strip()
+    return int(float(env)) if env else DEFAULT_MAX_BYTES
+
+
+def kv_root(config: Config) -> Path:
+    """``<indexes>/kv``: next to the indexes, so one CHATQA_HOME (or profile ``home``) holds all derived state
+    and nothing lands in the working directory outside ``indexes/``."""
+    return config.index_home / "kv"
+
+
+@dataclass
+class KVEntry:
+    key: str
+    path: Path
+    bytes: int
+    tokens: int
+    model: str
+    last_used: float
+    ids: list[int] | None = None
+    state: memoryview | None = None  # the llama.cpp state, a view into the file's bytes (no extra copy)
+
+
+class KVStore:
+    def __init__(self, root: Path, max_bytes: int | None = None) -> None:
+        self.root = Path(root)
+        self.max_bytes = default_max_bytes() if max_bytes is None else max_bytes
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_bytes > 0
+
+    def _lock(self) -> FileLock:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.root / ".lock"))
+
+    @staticmethod
+    def key(fingerprint: dict[str, Any], ids: Sequence[int]) -> str:
+        h = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode("utf-8"))
+        h.update(np.asarray(ids, dtype="<i4").tobytes())
+        return h.hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}{SUFFIX}"
+
+    def get(self, key: str, ids: Sequence[int] | None = None) -> KVEntry | None:
+        """The entry with its state, touched as most recently used; None when absent, unreadable or (when
+        ``ids`` is given) not for exactly these tokens."""
+        path = self.path(key)
+        if not self.enabled or not path.is_file():
+            return None
+        try:
+            data = bytearray(path.read_bytes())
+            entry = _parse(key, path, data, with_state=True)
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)  # a corrupt entry is only a miss, and must not stay one forever
+            return None
+        if ids is not None and entry.ids != list(ids):
+            return None
+        os.utime(path)
+        entry.last_used = time.time()
+        return entry
+
+    def put(self, key: str, ids: Sequence[int], state: bytes | memoryview, meta: dict[str, Any]) -> Path | None:
+        """Write atomically, then evict least recently used entries beyond the cap; None when it cannot fit."""
+        ids_raw = np.asarray(ids, dtype="<i4").tobytes()
+        header = json.dumps({**meta, "tokens": len(ids), "state_bytes": len(state), "created": time.time()})
+        head = MAGIC + struct.pack("<I", len(header)) + header.encode("utf-8")
+        size = len(head) + len(ids_raw) + len(state)
+        if not self.enabled or size > self.max_bytes:
+            return None
+        path = self.path(key)
+        with self._lock():
+            tmp = self.root / f".{key}.{os.getpid()}.tmp"
+            try:
+                with open(tmp, "wb") as handle:
+                    handle.write(head)
+                    handle.write(ids_raw)
+                    handle.write(state)
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            self._evict(keep=path)
+        return path
+
+    def _evict(self, keep: Path | None = None) -> list[Path]:
+        files = sorted(self.root.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime)
+        total = sum(p.stat().st_size for p in files)
+        removed = []
+        for p in files:
+            if total <= self.max_bytes:
+                break
+            if p == keep:
+                continue
+            total -= p.stat().st_size
+            p.unlink(missing_ok=True)
+            removed.append(p)
+        return removed
+
+    def entries(self) -> list[KVEntry]:
+        """All entries' metadata (headers only), most recently used first."""
+        out = []
+        for p in self.root.glob(f"*{SUFFIX}") if self.root.is_dir() else []:
+            try:
+                with open(p, "rb") as handle:
+                    head = handle.read(len(MAGIC) + 4)
+                    (n,) = struct.unpack("<I", head[len(MAGIC) :]) if head.startswith(MAGIC) else (0,)
+                    out.append(_parse(p.stem, p, bytearray(head + handle.read(n)), with_state=False))
+            except (OSError, ValueError, struct.error):
+                continue
+        return sorted(out, key=lambda e: e.last_used, reverse=True)
+
+    def total_bytes(self) -> int:
+        return sum(e.bytes for e in self.entries())
+
+    def clear(self) -> int:
+        """Delete every entry (and stray temp files of crashed writers); returns the bytes freed."""
+        if not self.root.is_dir():
+            return 0
+        freed = 0
+        with self._lock():
+            for p in [*self.root.glob(f"*{SUFFIX}"), *self.root.glob(".*.tmp")]:
+                freed += p.stat().st_size
+                p.unlink(missing_ok=True)
+        return freed
+
+
+def _parse(key: str, path: Path, data: bytearray, with_state: bool) -> KVEntry:
+    if not data.startswith(MAGIC):
+        raise ValueError(f"{path} is not a chatqa KV entry")
+    at = len(MAGIC)
+    (n,) = struct.unpack_from("<I", data, at)
+    meta = json.loads(bytes(data[at + 4 : at + 4 + n]).decode("utf-8"))
+    at += 4 + n
+    st = path.stat()
+    entry = KVEntry(key, path, st.st_size, int(meta["tokens"]), str(meta.get("model", "?")), st.st_mtime)
+    if with_state:
+        end = at + 4 * entry.tokens
+        if len(data) != end + int(meta["state_bytes"]):
+            raise ValueError(f"{path} is truncated")
+        entry.ids = np.frombuffer(bytes(data[at:end]), dtype="<i4").tolist()
+        entry.state = memoryview(data)[end:]
+    return entry
+
+
+def save_llama_state(llm: Any) -> bytes:
+    """The context state alone (KV cells and the last logits row), without ``LlamaState``'s 512 MB copy."""
+    import llama_cpp
+
+    ctx = llm._ctx.ctx
+    size = llama_cpp.llama_state_get_size(ctx)
+    buf = (ctypes.c_uint8 * size)()
+    n = llama_cpp.llama_state_get_data(ctx, buf, size)
+    return ctypes.string_at(buf, n)
+
+
+def load_llama_state(llm: Any, ids: Sequence[int], state: memoryview) -> bool:
+    """Install a saved state and tell llama-cpp-python which tokens it holds, so ``generate(reset=True)``
+    evaluates only the suffix; False (and a clean context) when llama.cpp refuses the bytes."""
+    import llama_cpp
+
+    n = len(state)
+    buf = (ctypes.c_uint8 * n).from_buffer(state.obj, len(state.obj) - n) if n else None
+    if not n or llama_cpp.llama_state_set_data(llm._ctx.ctx, buf, n) != n:
+        llm.reset()
+        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        return False
+    llm.input_ids[: len(ids)] = ids
+    llm.n_tokens = len(ids)
+    llm._requires_eval = True  # the restored logits belong to the prefix, never sample from them directly
+    return True

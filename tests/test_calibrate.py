@@ -1,0 +1,118 @@
+"""Calibration: RULER's effective-window rule (pure), the textual profile edit, the router reading the written
+value (with a FAKE generator: routing only), and one tiny real calibration run with Gemma through the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+import yaml
+
+from chatqa import ChatQA
+from chatqa.calibrate import effective_window, parse_lengths, write_effective_window
+from chatqa.cli import main
+from chatqa.config import GeneratorConfig, load_profile
+from chatqa.errors import InputError
+from chatqa.generation import Generation, Generator
+from tests.conftest import ROOT, SAMPLE
+
+
+def test_effective_window_is_the_longest_length_with_every_shorter_one_passing() -> None:
+    assert effective_window({2048: 1.0, 4096: 0.9, 8192: 0.8, 16384: 1.0}, 0.85) == 4096
+    assert effective_window({4096: 0.85, 2048: 1.0}, 0.85) == 4096  # order-free; the threshold itself passes
+    assert effective_window({2048: 0.5, 4096: 1.0}, 0.85) is None
+    assert effective_window({1024: 1.0, 2048: 1.0}, 0.85) == 2048
+
+
+def test_lengths_use_k_as_1024() -> None:
+    assert parse_lengths("2k,32k,1500") == [1500, 2048, 32768]
+    with pytest.raises(InputError):
+        parse_lengths("2k,lots")
+
+
+def _profile(tmp_path: Path, name: str = "default") -> Path:
+    path = tmp_path / f"{name}.yaml"
+    shutil.copy(ROOT / "configs" / f"{name}.yaml", path)
+    return path
+
+
+def test_writing_keeps_comments_and_every_other_key(tmp_path: Path) -> None:
+    path = _profile(tmp_path)
+    before_text, before = path.read_text(), yaml.safe_load(path.read_text())
+    write_effective_window(path, 8192)
+    after_text, after = path.read_text(), yaml.safe_load(path.read_text())
+    changed = [(a, b) for a, b in zip(before_text.splitlines(), after_text.splitlines(), strict=True) if a != b]
+    assert len(changed) == 1 and "# `chatqa calibrate" in changed[0][1]  # the line's own comment survives
+    assert after["generator"].pop("effective_window") == 8192
+    before["generator"].pop("effective_window")
+    assert after == before
+    write_effective_window(path, 4096)  # a second calibration replaces the value
+    assert yaml.safe_load(path.read_text())["generator"]["effective_window"] == 4096
+
+
+def test_writing_adds_the_key_when_absent(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("# mine\nname: p\ngenerator:\n    model: m  # keep\n    rope:\n        type: linear\n"
+                    "        factor: 2\n# next section\nrouting:\n    mode: auto\n")  # fmt: skip
+    write_effective_window(path, 2048)
+    data = yaml.safe_load(path.read_text())
+    assert data == {
+        "name": "p",
+        "routing": {"mode": "auto"},
+        "generator": {"model": "m", "rope": {"type": "linear", "factor": 2}, "effective_window": 2048},
+    }
+    assert "# keep" in path.read_text() and "# next section" in path.read_text()
+
+
+class FakeGenerator(Generator):
+    """FAKE: a fixed answer, no model; only the routing decision is under test."""
+
+    def __init__(self, tokenizer, window: int) -> None:
+        self.config = GeneratorConfig(context_window=window)
+        self.tokenizer = tokenizer
+
+    def generate(self, prompt: str, max_new_tokens: int, stop: Sequence[str] = (),
+                 on_text: Callable[[str], None] | None = None, prefix: str | None = None) -> Generation:  # fmt: skip
+        return Generation("x", 1, 1, 0.0, 0.0)
+
+
+def test_auto_routes_a_document_beyond_the_written_effective_window_to_rag(tmp_path: Path, qa) -> None:
+    path = _profile(tmp_path)
+    text = SAMPLE.read_text()
+    doc = tmp_path / "part.txt"  # ~2K tokens: a small index keeps the RAG side cheap
+    doc.write_text(text[: text.rfind("\n\n", 0, 9000)])
+    assert 1024 < qa.tokenizer.count(doc.read_text()) < 32768 - 1000  # beyond 1K, inside the nominal window
+
+    def ask(config) -> str:
+        new = ChatQA(config.replace(home=qa.config.home))
+        new._tokenizer, new._embedder = qa.tokenizer, qa.embedder
+        new._generator = FakeGenerator(qa.tokenizer, config.generator.context_window)
+        ans = new.ask("Who was the chief engineer of the canal?", docs=[doc], mode="auto")
+        return f"{ans.route}: {ans.reason}"
+
+    assert ask(load_profile(str(path))).startswith("long:")  # not calibrated: trusts the 32K window
+    write_effective_window(path, 1024)
+    routed = ask(load_profile(str(path)))
+    assert routed.startswith("rag:") and "effective window" in routed
+
+
+def test_lengths_beyond_the_window_are_refused(tmp_path: Path, capsys) -> None:
+    assert main(["calibrate", "--profile", str(_profile(tmp_path)), "--lengths", "64k", "--json"]) == 2
+    assert "within the profile's window" in capsys.readouterr().err
+
+
+def test_tiny_real_calibration_writes_evidence_and_profile(tmp_path: Path, capsys) -> None:
+    path = _profile(tmp_path)
+    code = main(["calibrate", "--profile", str(path), "--lengths", "1k,2k", "--depths", "0.5", "--n", "1",
+                 "--no-longeval", "--json"])  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and [r["length"] for r in report["table"]] == [1024, 2048]
+    assert all(r["passkey_n"] == 1 and r["longeval_n"] == 0 for r in report["table"])
+    assert all(c["tokens"] <= c["length"] for c in report["cases"])
+    evidence = json.loads((tmp_path / "default.calibration.json").read_text())
+    assert evidence["table"] == report["table"] and evidence["prefill_tok_s"] > 0
+    written = yaml.safe_load(path.read_text())["generator"]["effective_window"]
+    assert written == report["effective_window"] and report["written"] == (written is not None)

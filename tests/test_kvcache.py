@@ -1,0 +1,135 @@
+"""The disk KV prefix cache with the real embedded Gemma through the real pipeline: greedy answers must be the
+same with the cache off, with llama.cpp's in-memory prefix reuse, and after restoring the prefix from disk in a
+new generator. Store mechanics (LRU, atomic writes, corrupt entries) are checked on small byte strings."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from chatqa import ChatQA
+from chatqa.config import load_profile
+from chatqa.kvcache import KVStore, kv_root
+from tests.conftest import ROOT, SAMPLE
+
+Q1 = "Who was the chief engineer of the canal?"
+Q2 = "Who first proposed a canal through the vale?"
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One run of every path on a ~3.3K-token document (two full prefills in all, to stay fast)."""
+    home = tmp_path_factory.mktemp("kv-home")
+    text = SAMPLE.read_text(encoding="utf-8")
+    doc = home / "harrow_part.txt"
+    doc.write_text(text[: text.rfind("\n\n", 0, 15000)], encoding="utf-8")
+    config = load_profile("default").replace(home=str(home))
+    out: dict = {"home": home}
+
+    def ask(qa: ChatQA, question: str) -> tuple:
+        start = time.perf_counter()
+        ans = qa.ask(question, docs=[doc], mode="long", max_new_tokens=24)
+        return ans, qa.generator.kv_event, time.perf_counter() - start
+
+    first = ChatQA(config)  # miss: evaluates the prefix alone, stores it, then the question
+    out["q1_miss"] = ask(first, Q1)
+    out["q2_memory"] = ask(first, Q2)  # the prefix is still in llama.cpp's memory: no disk involved
+    first.close()
+    second = ChatQA(config)  # a new generator: the prefix comes from disk
+    out["q2_disk"] = ask(second, Q2)
+    out["q1_after_disk"] = ask(second, Q1)
+    second.close()
+    cold = ChatQA(config)
+    cold.generator.kv_store = None  # cache off: a full recompute
+    out["q2_cold"] = ask(cold, Q2)
+    cold.close()
+    out["entries"] = KVStore(kv_root(config)).entries()
+    return out
+
+
+def test_greedy_answers_are_identical_with_cache_off_in_memory_and_restored(scenario: dict) -> None:
+    answers = {name: scenario[name][0].answer for name in ("q2_cold", "q2_memory", "q2_disk")}
+    assert len(set(answers.values())) == 1, answers
+    assert scenario["q1_miss"][0].answer == scenario["q1_after_disk"][0].answer
+
+
+def test_restored_run_reports_cached_tokens_and_skips_the_prefix(scenario: dict) -> None:
+    miss, hit = scenario["q1_miss"], scenario["q2_disk"]
+    assert miss[1]["event"] == "miss" and miss[1]["stored"] and miss[0].usage["cached_tokens"] == 0
+    assert scenario["q2_memory"][1] is None and scenario["q2_memory"][0].usage["cached_tokens"] > 3000
+    assert hit[1]["event"] == "hit" and hit[0].usage["cached_tokens"] == hit[1]["tokens"] >= 3072
+    assert hit[1]["tokens"] % 512 == 0  # aligned to the batch size: the same batches as a cold run
+    cold_prefill = scenario["q2_cold"][0].usage["seconds"]["prefill"]
+    assert hit[0].usage["seconds"]["prefill"] < cold_prefill / 2
+    print(f"\nKV timings: state {miss[1]['bytes'] / 1e6:.1f} MB for {miss[1]['tokens']} tokens; prefix eval "
+          f"{miss[1]['eval_s']:.2f}s, save {miss[1]['save_s']:.3f}s, restore {hit[1]['restore_s']:.3f}s; "
+          f"prefill cold {cold_prefill:.2f}s vs restored {hit[0].usage['seconds']['prefill']:.2f}s; decode "
+          + ", ".join(f"{k} {scenario[k][0].usage['seconds']['decode']:.2f}s" for k in ("q2_cold", "q2_disk")))
+
+
+def test_store_keeps_state_and_ids_but_not_the_logits_buffer(scenario: dict) -> None:
+    (entry,) = scenario["entries"]
+    assert entry.tokens == scenario["q1_miss"][1]["tokens"] and entry.model.startswith("gemma3-270m")
+    assert entry.bytes < 100e6  # LlamaState would add 512 MB of logits for Gemma
+    assert not list(entry.path.parent.glob(".*.tmp"))
+
+
+def test_cache_ls_and_clear_commands(scenario: dict) -> None:
+    env = {**os.environ, "CHATQA_HOME": str(scenario["home"])}
+
+    def run(*args: str) -> dict:
+        proc = subprocess.run([sys.executable, "-m", "chatqa.cli", "cache", *args, "--json"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    listed = run("ls")
+    assert len(listed["entries"]) == 1 and listed["max_bytes"] == 4 * 1024**3
+    assert listed["entries"][0]["tokens"] >= 3072 and listed["total_bytes"] == listed["entries"][0]["bytes"]
+    cleared = run("clear")
+    assert cleared["removed"] == 1 and cleared["freed_bytes"] == listed["total_bytes"]
+    assert run("ls")["entries"] == []
+
+
+def _put(store: KVStore, name: str, size: int = 1000) -> str:
+    key = store.key({"test": name}, [1, 2, 3])
+    store.put(key, [1, 2, 3], bytes(size), {"model": name})
+    return key
+
+
+def test_lru_eviction_with_a_tiny_cap(tmp_path: Path) -> None:
+    store = KVStore(tmp_path, max_bytes=3500)
+    keys = [_put(store, name) for name in ("a", "b", "c")]
+    for i, key in enumerate(keys):  # distinct, increasing last-use times
+        os.utime(store.path(key), (1000 + i, 1000 + i))
+    assert store.get(keys[0], [1, 2, 3]) is not None  # touching "a" makes "b" the least recently used
+    _put(store, "d")
+    left = {e.model for e in store.entries()}
+    assert left == {"a", "c", "d"} and store.total_bytes() <= 3500
+
+
+def test_atomic_write_leaves_no_temp_file_and_no_partial_entry(tmp_path: Path, monkeypatch) -> None:
+    store = KVStore(tmp_path, max_bytes=10**6)
+
+    def crash(src: str, dst: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        _put(store, "x")
+    assert not [p for p in tmp_path.iterdir() if p.name != ".lock"]
+
+
+def test_corrupt_or_foreign_entries_are_misses(tmp_path: Path) -> None:
+    store = KVStore(tmp_path, max_bytes=10**6)
+    key = _put(store, "x")
+    assert store.get(key, [1, 2, 4]) is None  # same key, other tokens (a hash collision): never restored
+    store.path(key).write_bytes(store.path(key).read_bytes()[:-10])
+    assert store.get(key) is None and not store.path(key).exists()
+    assert KVStore(tmp_path, max_bytes=0).put(key, [1], b"x", {}) is None  # CHATQA_KV_MAX_BYTES=0: off
