@@ -18,7 +18,6 @@ CHATQA_SYSTEM = (
 )
 SHORT_ANSWER = "Answer the following question with a short span."
 DECLINE = 'If the context does not contain the answer, reply with the single word "unanswerable".'
-COMPLETION_INSTRUCTION = "Answer the question using only the text above, with a short phrase from the text."
 
 Message = dict[str, str]
 
@@ -75,11 +74,12 @@ def build_prompt(
         text = render_chat(messages)
         return Prompt(text, [], text.find(context) + len(context))
     if fmt == "completion":
-        instruction = COMPLETION_INSTRUCTION + (" " + DECLINE if decline else "")
+        # Measured on the sample document with Gemma 3 270M base (RAG, k=5, 19 questions): a bare "Q:/A:"
+        # continuation scored 12/19, an instruction line before it 7-9/19. Base models follow form, not orders.
         head = f"{context}\n\n"
-        qa = [f"{'Question' if m['role'] == 'user' else 'Answer'}: {m['content'].strip()}" for m in history]
-        body = "\n".join([instruction, *qa, f"Question: {question.strip()}", "Answer:"])
-        return Prompt(head + body, ["\n", "Question:"], len(head))
+        qa = [f"{'Q' if m['role'] == 'user' else 'A'}: {m['content'].strip()}" for m in history]
+        body = "\n".join([*([DECLINE] if decline else []), *qa, f"Q: {question.strip()}", "A:"])
+        return Prompt(head + body, ["\n", "Q:"], len(head))
     raise ValueError(f"unknown prompt format '{fmt}' (chatqa, chat, completion)")
 
 

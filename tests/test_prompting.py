@@ -30,7 +30,7 @@ def test_chatqa_format_matches_the_model_card_layout() -> None:
 def test_completion_format_for_base_models_stops_at_newline() -> None:
     p = build_prompt("completion", "CTX", "When?", [{"role": "user", "content": "Who?"},
                                                     {"role": "assistant", "content": "Him."}])  # fmt: skip
-    assert p.text.endswith("Question: Who?\nAnswer: Him.\nQuestion: When?\nAnswer:")
+    assert p.text.endswith("CTX\n\nQ: Who?\nA: Him.\nQ: When?\nA:")
     assert "\n" in p.stop
 
 
