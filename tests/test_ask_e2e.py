@@ -1,0 +1,59 @@
+"""End to end with the real embedded models: questions about the bundled sample document.
+
+The generator is Gemma 3 270M *base*: it answers entity questions (who designed, who led, ...) well from
+retrieved chunks, and numbers poorly. The default suite asks the six "who" questions of the question file
+(measured 5/6 with RAG); the slow test asks all 19 factual questions per route and prints the accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import QUESTIONS, SAMPLE
+
+WHO = ("q01", "q03", "q05", "q10", "q12", "q18")
+
+
+def questions(ids: tuple[str, ...] | None = None) -> list[dict]:
+    rows = [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line.strip()]
+    return [q for q in rows if q["answers"] and (ids is None or q["id"] in ids)]
+
+
+def correct(answer: str, q: dict) -> bool:
+    return any(a.lower() in answer.lower() for a in q["answers"])
+
+
+def test_rag_answers_who_questions_about_the_sample(qa) -> None:
+    results = []
+    for q in questions(WHO):
+        ans = qa.ask(q["question"], docs=[SAMPLE], mode="rag")
+        assert ans.route == "rag" and len(ans.citations) == 5
+        assert all(c["doc"] == SAMPLE.name for c in ans.citations)
+        results.append((q["id"], correct(ans.answer, q), ans.answer))
+    print("\n" + "\n".join(map(str, results)))
+    assert sum(ok for _, ok, _ in results) >= 4, results
+
+
+def test_answer_cites_the_chunk_with_the_evidence(qa) -> None:
+    q = questions(("q01",))[0]
+    ans = qa.ask(q["question"], docs=[SAMPLE], mode="rag")
+    text = SAMPLE.read_text()
+    lines = text.splitlines()
+    cited = ["\n".join(lines[c["lines"][0] - 1 : c["lines"][1]]) for c in ans.citations]
+    assert any(q["evidence"] in block for block in cited)
+    assert ans.usage["prompt_tokens"] > 4 * 1000 and ans.usage["completion_tokens"] >= 1
+    assert ans.usage["seconds"]["prefill"] > 0 and ans.usage["seconds"]["total"] >= ans.usage["seconds"]["prefill"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("mode", "at_least"), [("rag", 10), ("long", 5)])
+def test_all_factual_questions(qa, mode: str, at_least: int) -> None:
+    """Measured 12/19 (rag) and 7/19 (long) on 2026-11-22; the long route reuses the document's KV state,
+    so after the first question each costs well under a second of prefill."""
+    qs = questions()
+    results = [(q["id"], correct(qa.ask(q["question"], docs=[SAMPLE], mode=mode).answer, q)) for q in qs]
+    score = sum(ok for _, ok in results)
+    print(f"\n{mode}: {score}/{len(qs)} {results}")
+    assert score >= at_least
