@@ -217,8 +217,8 @@ class ChatQA:
                 context = self._truncate_middle(context, room)
                 truncated = True
             prompt = self._prompt(context, question, history, template, False)
-            kv = {"prefix": prompt.text[: prompt.context_chars]} if getattr(generator, "kv_store", None) else {}
-            gen = generator.generate(prompt.text, budget, prompt.stop, on_text, **kv)
+            prefix = prompt.text[: prompt.context_chars]  # shared by every question on this document
+            gen = generator.generate(prompt.text, budget, prompt.stop, on_text, prefix=prefix)
             usage.add(gen)
             text = gen.text
             citations = [

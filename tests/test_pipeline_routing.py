@@ -26,7 +26,7 @@ class FakeGenerator(Generator):
         self.prompts: list[str] = []
 
     def generate(self, prompt: str, max_new_tokens: int, stop: Sequence[str] = (),
-                 on_text: Callable[[str], None] | None = None) -> Generation:  # fmt: skip
+                 on_text: Callable[[str], None] | None = None, prefix: str | None = None) -> Generation:  # fmt: skip
         self.prompts.append(prompt)
         text = self.answers.pop(0)
         return Generation(text, self.tokenizer.count(prompt), 3, 0.01, 0.01)
