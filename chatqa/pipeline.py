@@ -266,9 +266,9 @@ class ChatQA:
         on_text: Callable[[str], None] | None,
     ) -> tuple[str, list[dict[str, Any]], str]:
         query = retrieval_query(question, history, self.config.retrieval.history_turns)
-        t0 = time.perf_counter()
-        hits = self.retrieve(index, query, k, method)
-        usage.add_time("retrieve", time.perf_counter() - t0)
+        loaded, t0 = self._load_s, time.perf_counter()
+        hits = self.retrieve(index, query, k, method)  # may load the retriever when the index came from disk
+        usage.add_time("retrieve", time.perf_counter() - t0 - (self._load_s - loaded))
         chunks = sorted((h.chunk for h in hits), key=lambda c: c.id)  # document order (OP-RAG)
         note = ""
         while len(chunks) > 1 and sum(c.n_tokens for c in chunks) > room:
