@@ -1,0 +1,210 @@
+"""Batch RAG-vs-LC runs a researcher can trust and resume: one fsynced JSONL row per (sample, mode).
+
+Rows are appended and fsynced one by one, so a killed run loses at most the row in flight and a rerun skips
+what is done. Failures become rows (never silently dropped); LC that cannot fit is a "refused" row scored
+n/a, not 0, because it measures the window, not the model. Identical prompts are generated once per run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chatqa.errors import ChatQAError, ContextTooLongError, InputError
+from chatqa.eval import rundir
+from chatqa.eval import suites as st
+from chatqa.eval.metrics import score as score_metric
+from chatqa.eval.report import write_report
+from chatqa.routing import MODES
+
+DEFAULT_MODES = ("rag", "long", "auto")
+SECONDS = ("index", "retrieve", "prefill", "decode", "total")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    summary: dict[str, Any]
+    added: int  # rows written by this call
+    skipped: int  # (sample, mode) pairs found done in rows.jsonl
+
+
+class GenerationCache:
+    """Wraps ``generator.generate``: ``auto``/``self-route`` answers that route like ``long``/``rag`` reuse that
+    generation (same prompt and budget, greedy decoding) instead of paying for it again."""
+
+    def __init__(self, generator: Any, rows: Sequence[dict[str, Any]] = ()) -> None:
+        from chatqa.generation import Generation
+
+        self.generator, self.entries, self.calls = generator, {}, []
+        for r in rows:  # a resumed run reuses what the interrupted one generated
+            if r.get("prompt_key") and r["prompt_key"] not in self.entries:
+                s = r["seconds"]
+                gen = Generation(r["prediction"], r["input_tokens"], r["output_tokens"], s["prefill"], s["decode"],
+                                 cached_tokens=r["cached_tokens"])  # fmt: skip
+                self.entries[r["prompt_key"]] = {"gen": gen, "seconds": s, "route": r["route"]}
+
+    def __enter__(self) -> GenerationCache:
+        self.original = self.generator.generate
+        self.generator.generate = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        del self.generator.generate  # the instance attribute shadowed the method
+
+    def __call__(self, prompt: str, max_new_tokens: int, stop: Sequence[str] = (), on_text: Any = None,
+                 **kw: Any) -> Any:  # fmt: skip
+        key = hashlib.sha256(json.dumps([prompt, max_new_tokens, list(stop)]).encode()).hexdigest()[:24]
+        entry = self.entries.get(key)
+        if entry is None:
+            gen = self.original(prompt, max_new_tokens, stop, on_text, **kw)  # kw: e.g. the KV-cache prefix
+            entry = self.entries[key] = {"gen": gen, "seconds": None, "route": None}
+            self.calls.append((key, None))
+        else:
+            self.calls.append((key, entry))
+        return entry["gen"]
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if isinstance(exc, ChatQAError) else f"{type(exc).__name__}: {text}"
+
+
+def _answer_fields(ans: Any, cache: GenerationCache) -> dict[str, Any]:
+    u, s = ans.usage, ans.usage["seconds"]
+    seconds = {k: round(float(s.get(k, 0.0)), 4) for k in SECONDS}
+    seconds["total"] = round(max(0.0, s["total"] - s.get("load", 0.0)), 4)  # loading models is the run's cost
+    hits = [e for _, e in cache.calls if e is not None]
+    if len(hits) == len(cache.calls) == 1 and hits[0]["route"] == ans.route and hits[0]["seconds"]:
+        seconds = dict(hits[0]["seconds"])  # the same answer by the same route: it costs what it cost then
+    else:  # reused generation(s) (e.g. long = rag on a one-chunk document): own retrieval, their generation time
+        seconds["total"] = round(seconds["total"] + sum(e["gen"].prefill_s + e["gen"].decode_s for e in hits), 4)
+    cites = ans.citations if ans.route == "rag" else (ans.attempts[0]["citations"] if ans.attempts else None)
+    return {
+        "route": ans.route, "reason": ans.reason, "k": None if cites is None else len(cites),
+        "input_tokens": u["prompt_tokens"], "output_tokens": u["completion_tokens"],
+        "cached_tokens": u["cached_tokens"], "document_tokens": u["document_tokens"], "seconds": seconds,
+        "truncated": ans.truncated, "reused": bool(hits), "prediction": ans.answer,
+        "prompt_key": cache.calls[0][0] if len(cache.calls) == 1 else None,
+    }  # fmt: skip
+
+
+def run_one(qa: Any, suite: st.Suite, sample: Any, mode: str, cache: GenerationCache, ask: dict[str, Any]) -> dict:
+    """One (sample, mode) row; every failure is caught here and recorded, so the run never drops a sample."""
+    row: dict[str, Any] = {
+        "id": sample.id, "suite": suite.name, "task": sample.task, "mode": mode,
+        "length": sample.meta.get("target_length"), "depth": sample.meta.get("depth"), "route": None,
+        "reason": None, "k": None, "chunk_tokens": qa.config.chunking.chunk_tokens, "input_tokens": 0,
+        "output_tokens": 0, "cached_tokens": 0, "document_tokens": None, "seconds": dict.fromkeys(SECONDS, 0.0),
+        "compute_seconds": 0.0, "truncated": False, "reused": False, "prompt_key": None, "prediction": None,
+        "gold": st.gold_for(suite, sample), "score": 0.0, "error": None,
+    }  # fmt: skip
+    from chatqa.ingest import Document
+
+    cache.calls = []
+    start = time.perf_counter()
+    try:
+        ans = qa.ask(st.question_for(suite, sample), docs=[Document.from_text(sample.context, sample.id)],
+                     messages=sample.messages, mode=mode, template=st.template_for(suite, sample,
+                     qa.config.generator.prompt_format), max_new_tokens=st.max_new_tokens_for(suite, sample.task),
+                     **ask)  # fmt: skip
+        row.update(_answer_fields(ans, cache))
+        metric = st.metric_for(suite, sample.task)
+        row["score"] = float(score_metric(metric, ans.answer, row["gold"], **suite.metric_kwargs))
+    except ContextTooLongError as exc:
+        if mode != "long":
+            row["error"] = one_line(exc)
+        else:
+            row.update(route="refused", reason=one_line(exc), score=None,
+                       error=f"LC impossible: the document does not fit the window ({one_line(exc)})")  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - recorded as an error row, the run goes on
+        row["error"] = one_line(exc)
+    row["compute_seconds"] = round(time.perf_counter() - start, 4)
+    if row["document_tokens"] is None:
+        row["document_tokens"] = _count(qa, sample.context)
+    row["length"] = st.sample_length(sample, row["document_tokens"])
+    if row["prompt_key"] and not row["reused"]:
+        cache.entries[row["prompt_key"]].update(seconds=row["seconds"], route=row["route"])
+    return row
+
+
+def _preload(qa: Any, modes: Sequence[str]) -> float:
+    """Load the models before the first sample, so no row's cost includes loading them."""
+    start = time.perf_counter()
+    _ = qa.generator
+    if set(modes) - {"long"}:
+        _ = qa.embedder
+    return round(time.perf_counter() - start, 3)
+
+
+def _count(qa: Any, text: str) -> int | None:
+    try:
+        return qa.tokenizer.count(text)
+    except Exception:  # noqa: BLE001 - the length is informative only
+        return None
+
+
+def run_suite(
+    suite: str | st.Suite,
+    profile: str = "default",
+    *,
+    modes: Sequence[str] = DEFAULT_MODES,
+    lengths: Sequence[int] | str | None = None,
+    depths: Sequence[float] | None = None,
+    n: int | None = None,
+    limit: int | None = None,
+    seed: int | None = None,
+    data_dir: str | Path | None = None,
+    out: str | Path = "runs",
+    top_k: int | None = None,
+    truncate: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    qa: Any = None,
+    progress: bool = False,
+    command: str | None = None,
+) -> RunResult:
+    """Run ``suite`` for every mode, resuming into its run folder, and rebuild the summary and report.
+
+    ``qa`` reuses an already loaded :class:`chatqa.ChatQA` (its config wins over ``profile``/``overrides``)."""
+    spec = suite if isinstance(suite, st.Suite) else st.load_suite(suite)
+    modes = list(dict.fromkeys(modes))
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise InputError(f"unknown mode '{(bad or [''])[0]}' (choose from {', '.join(MODES)})")
+    if truncate not in (None, "middle"):
+        raise InputError(f"unknown truncation '{truncate}' (only 'middle')")
+    if limit is not None and limit < 1:
+        raise InputError("--limit must be at least 1")
+    lengths = st.parse_lengths(lengths) if lengths else None
+    data = str(Path(data_dir).expanduser().resolve()) if data_dir else None
+    opts = st.resolve_options(spec, st.SuiteOptions(lengths, list(depths or []) or None, n, limit, seed, data))
+    if qa is None:
+        from chatqa.pipeline import ChatQA
+
+        qa = ChatQA.from_profile(profile, **(overrides or {}))
+    cfg = qa.config
+    ask = {"top_k": top_k or cfg.retrieval.top_k, "truncate": truncate or cfg.routing.truncate}
+    samples = st.build_samples(spec, opts, qa.tokenizer.count)  # bad data fails before a folder is made
+    run = rundir.prepare(Path(out), spec, cfg, modes, opts, ask, command)
+    done_rows = rundir.read_rows(run / "rows.jsonl")
+    done = {(r["task"], r["id"], r["mode"]) for r in done_rows}
+    todo = [(s, m) for s in samples for m in modes if (s.task, s.id, m) not in done]
+    try:
+        if todo:  # a finished run only rebuilds its report: no model is loaded
+            rundir.note(run, load_seconds=_preload(qa, modes))
+            with GenerationCache(qa.generator, done_rows) as cache, rundir.Appender(run / "rows.jsonl") as rows, \
+                    rundir.bar(progress, len(todo), spec.name) as advance:  # fmt: skip
+                for sample, mode in todo:
+                    rows.write(run_one(qa, spec, sample, mode, cache, ask))
+                    advance(f"{sample.id} {mode}")
+    except BaseException:  # interrupted (Ctrl-C) or a bug: what was written is still reported
+        with contextlib.suppress(Exception):
+            write_report(run)
+        raise
+    return RunResult(run, write_report(run), len(todo), len(samples) * len(modes) - len(todo))

@@ -1,0 +1,228 @@
+"""Benchmark suites as data: one YAML file per suite names its loader, metric, template and budgets.
+
+Keeping suites in YAML (``eval/suites/``) means a new length grid or metric is a reviewed data change, and a
+run folder can store exactly the suite that produced it. Folders are searched like profiles: ``CHATQA_SUITES``,
+then ``./eval/suites``, then the repository's own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from chatqa.errors import ConfigError, InputError
+from chatqa.eval import datasets as ds
+from chatqa.eval import templates as tpl
+from chatqa.eval.samples import DEFAULT_DATA_DIR, Sample
+
+REPO_SUITES = Path(__file__).resolve().parents[2] / "eval" / "suites"
+Counter = Callable[[str], int]
+
+
+@dataclass
+class Suite:
+    name: str
+    source: str  # a key of LOADERS
+    metric: str  # a chatqa.eval.metrics name; "{task}" is filled per sample
+    max_new_tokens: int | dict[str, int]  # one budget, or one per task
+    args: dict[str, Any] = field(default_factory=dict)
+    tasks: list[str] | None = None
+    gold: str = "label"  # label (meta["label"]) | answers | meta.<key>
+    template: str | None = None  # infinitebench:<task> | longeval | ruler:qa | None (profile format)
+    metric_kwargs: dict[str, Any] = field(default_factory=dict)
+    questions: dict[str, str] = field(default_factory=dict)  # per task, when the data has no question text
+    lengths: list[int] | None = None
+    depths: list[float] | None = None
+    n: int | None = None
+    description: str = ""
+    path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SuiteOptions:
+    """Command-line choices layered over the suite's defaults (None keeps the suite's value)."""
+
+    lengths: list[int] | None = None
+    depths: list[float] | None = None
+    n: int | None = None
+    limit: int | None = None  # at most this many samples per (task, length, depth) cell, or per task/file
+    seed: int | None = None
+    data_dir: str | None = None
+
+
+def parse_lengths(text: str | list[Any]) -> list[int]:
+    """``"2k,4k,128K"`` -> token counts; k means x1024 as in the benchmark papers' "128K"."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    out = []
+    for item in items:
+        m = re.fullmatch(r"\s*(\d+)\s*([kK]?)\s*", str(item))
+        if not m or int(m.group(1)) == 0:
+            raise InputError(f"bad length {str(item).strip()!r}: use token counts such as 2k,4k,32768")
+        out.append(int(m.group(1)) * (1024 if m.group(2) else 1))
+    return out
+
+
+def suite_dirs() -> list[Path]:
+    dirs = [Path(p) for p in os.environ.get("CHATQA_SUITES", "").split(os.pathsep) if p]
+    return [*dirs, Path("eval") / "suites", REPO_SUITES]
+
+
+def load_suite(name_or_path: str) -> Suite:
+    path = Path(name_or_path).expanduser()
+    if path.suffix not in (".yaml", ".yml"):
+        path = next((d / f"{name_or_path}.yaml" for d in suite_dirs() if (d / f"{name_or_path}.yaml").is_file()),
+                    Path())  # fmt: skip
+        if not path.name:
+            known = sorted({p.stem for d in suite_dirs() if d.is_dir() for p in d.glob("*.yaml")})
+            raise ConfigError(f"no eval suite named '{name_or_path}' (known: {', '.join(known) or 'none'})")
+    if not path.is_file():
+        raise ConfigError(f"suite file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data.setdefault("name", path.stem)
+        suite = Suite(**data, path=str(path.resolve()))
+    except (yaml.YAMLError, TypeError) as exc:
+        raise ConfigError(f"suite {path} is invalid: {str(exc).splitlines()[0]}") from None
+    if suite.source not in LOADERS:
+        raise ConfigError(f"suite {path}: unknown source '{suite.source}' (known: {', '.join(LOADERS)})")
+    suite.lengths = parse_lengths(suite.lengths) if suite.lengths else None
+    return suite
+
+
+# -- loaders: each adapts one existing loader/generator in chatqa.eval.datasets to (suite, options) ------------
+def _data(o: SuiteOptions, rel: str | None) -> Path | None:
+    return None if rel is None else Path(o.data_dir or DEFAULT_DATA_DIR) / rel
+
+
+def _seed(s: Suite, o: SuiteOptions) -> Any:
+    return o.seed if o.seed is not None else s.args.get("seed", 0)
+
+
+def _synthetic(s: Suite, o: SuiteOptions, count: Counter) -> list[Sample]:
+    hay = ds.load_gutenberg(_data(o, s.args["haystack"])) if s.args.get("haystack") else None
+    return ds.make_synthetic_suite(s.args["task"], o.lengths or [], o.depths or [0.5], o.n or 1, _seed(s, o),
+                                   hay, count)  # fmt: skip
+
+
+def _infinitebench(s: Suite, o: SuiteOptions, count: Counter) -> list[Sample]:
+    return [x for t in s.tasks or [] for x in ds.load_infinitebench(o.data_dir, t, o.limit)]
+
+
+def _ruler(s: Suite, o: SuiteOptions, count: Counter) -> list[Sample]:
+    n = min(o.n or 1, o.limit or o.n or 1)
+    src, data = s.args["source"], o.data_dir or None
+    return [x for n_tok in o.lengths or [] for x in ds.make_ruler_qa(src, n_tok, n, _seed(s, o), count, data)]
+
+
+def _per_file(load: Callable[..., list[Sample]]) -> Callable[[Suite, SuiteOptions, Counter], list[Sample]]:
+    def loader(s: Suite, o: SuiteOptions, count: Counter) -> list[Sample]:
+        return load(_data(o, s.args.get("path")), limit=min(o.n or 10**9, o.limit or 10**9))
+
+    return loader
+
+
+LOADERS: dict[str, Callable[[Suite, SuiteOptions, Counter], list[Sample]]] = {
+    "synthetic": _synthetic,
+    "infinitebench": _infinitebench,
+    "ruler_qa": _ruler,
+    "longeval_lines": _per_file(ds.load_longeval_lines),
+    "longeval_topics": _per_file(ds.load_longeval_topics),
+    "quac": _per_file(ds.load_quac),
+    "narrativeqa": _per_file(ds.load_narrativeqa),
+}
+GRID_SOURCES = ("synthetic", "ruler_qa")  # the only suites whose lengths (and depths) are chosen by the run
+
+
+def resolve_options(suite: Suite, opts: SuiteOptions) -> SuiteOptions:
+    """Fill unset options from the suite; refuse a length grid where the data has fixed lengths."""
+    if suite.source not in GRID_SOURCES and (opts.lengths or opts.depths):
+        raise InputError(f"suite {suite.name} has fixed lengths: --lengths/--depths apply to generated suites")
+    if suite.source == "infinitebench" and not opts.data_dir:
+        raise InputError("suite infinitebench needs --data-dir: the folder with the official <task>.jsonl files")
+    if suite.source == "ruler_qa" and opts.depths:
+        raise InputError(f"suite {suite.name} has no needle depth: --depths applies to synthetic suites")
+    return SuiteOptions(
+        lengths=opts.lengths or suite.lengths, depths=opts.depths or suite.depths, n=opts.n or suite.n,
+        limit=opts.limit, seed=opts.seed, data_dir=opts.data_dir,
+    )  # fmt: skip
+
+
+def build_samples(suite: Suite, opts: SuiteOptions, count: Counter) -> list[Sample]:
+    """The suite's samples in a stable order, at most ``limit`` per (task, length, depth) cell."""
+    try:
+        samples = LOADERS[suite.source](suite, opts, count)
+    except KeyError as exc:
+        raise ConfigError(f"suite {suite.name}: missing setting {exc} in its args") from None
+    except (FileNotFoundError, ValueError) as exc:
+        raise InputError(f"suite {suite.name}: {exc}") from None
+    if opts.limit is None or suite.source != "synthetic":  # the other loaders apply the limit themselves
+        return samples
+    seen: dict[tuple[str, Any], int] = {}
+    kept = []
+    for s in samples:
+        cell = (s.task, s.meta.get("target_length"), s.meta.get("depth"))
+        seen[cell] = seen.get(cell, 0) + 1
+        if seen[cell] <= opts.limit:
+            kept.append(s)
+    return kept
+
+
+# -- per-sample settings ----------------------------------------------------------------------------------
+def metric_for(suite: Suite, task: str) -> str:
+    return suite.metric.format(task=task)
+
+
+def max_new_tokens_for(suite: Suite, task: str) -> int:
+    budget = suite.max_new_tokens
+    return int(budget[task] if isinstance(budget, dict) else budget)
+
+
+def gold_for(suite: Suite, sample: Sample) -> Any:
+    if suite.gold == "answers":
+        return list(sample.answers)
+    key = suite.gold.removeprefix("meta.")
+    return sample.meta[key] if key in sample.meta else (sample.answers[0] if sample.answers else None)
+
+
+def template_for(suite: Suite, sample: Sample, prompt_format: str) -> str | None:
+    """The official prompt with ``{context}``/``{input}`` left open for the pipeline; base models (completion
+    format) get InfiniteBench's open-model templates, chat models the GPT-4 ones, as in the paper."""
+    if not suite.template:
+        return None
+    family, _, name = suite.template.format(task=sample.task).partition(":")
+    if family == "longeval":
+        return tpl.LONGEVAL_TEMPLATE
+    if family == "ruler":
+        return tpl.RULER_QA_TEMPLATE.replace("{query}", "{input}") + tpl.RULER_QA_ANSWER_PREFIX
+    if family != "infinitebench":
+        raise ConfigError(f"suite {suite.name}: unknown template '{suite.template}'")
+    table = tpl.INFINITEBENCH_OPEN_TEMPLATES if prompt_format == "completion" else tpl.INFINITEBENCH_TEMPLATES
+    text = table[name]
+    for letter, option in zip("ABCD", sample.options or [], strict=False):
+        text = text.replace(f"{{OPTION_{letter}}}", str(option))
+    if "{prefix}" in text:
+        text = text.replace("{prefix}", tpl.math_find_prefix(sample.question))
+    return text
+
+
+def question_for(suite: Suite, sample: Sample) -> str:
+    """Tasks whose instruction lives in the template (En.Sum, En.Dia) ship an empty ``input``; routing and
+    retrieval still need a query, so the suite supplies one (it is not added to the official prompt)."""
+    return sample.question if sample.question.strip() else suite.questions.get(sample.task, sample.question)
+
+
+def sample_length(sample: Sample, document_tokens: int | None) -> int | None:
+    """The grid length of a generated sample; real data is bucketed to the next power of two of its tokens."""
+    target = sample.meta.get("target_length")
+    if target:
+        return int(target)
+    return None if not document_tokens else 1 << (int(document_tokens) - 1).bit_length()
