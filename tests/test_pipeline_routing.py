@@ -34,8 +34,9 @@ class FakeGenerator(Generator):
 
 @pytest.fixture
 def fake_qa(qa, home):
-    def make(answers: Sequence[str], window: int = 32768) -> tuple[ChatQA, FakeGenerator]:
-        new = ChatQA(qa.config)
+    def make(answers: Sequence[str], window: int = 32768, effective: int | None = None) -> tuple[ChatQA, FakeGenerator]:
+        new = ChatQA(qa.config.replace())  # a copy: the shipped profile carries a calibrated effective window
+        new.config.generator.effective_window = effective
         new._tokenizer, new._embedder = qa.tokenizer, qa.embedder
         new._generator = FakeGenerator(qa.tokenizer, answers, window)
         return new, new._generator
@@ -63,8 +64,11 @@ def test_self_route_keeps_a_confident_rag_answer(fake_qa) -> None:
 
 
 def test_auto_picks_long_for_a_small_document_and_rag_for_a_small_window(fake_qa) -> None:
-    qa, _ = fake_qa(["x"])
+    qa, _ = fake_qa(["x"], effective=None)
     assert qa.ask("Who?", docs=[SAMPLE], mode="auto").route == "long"
+    qa, _ = fake_qa(["x"], effective=2048)  # the shipped default's calibrated value
+    calibrated = qa.ask("Who?", docs=[SAMPLE], mode="auto")
+    assert calibrated.route == "rag" and "effective window" in calibrated.reason
     qa, gen = fake_qa(["x"], window=4000)
     ans = qa.ask("Who?", docs=[SAMPLE], mode="auto")
     assert ans.route == "rag" and "exceeds" in ans.reason
