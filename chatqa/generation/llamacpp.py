@@ -122,7 +122,7 @@ class LlamaCppGenerator(Generator):
                 f"the window ({self.llm.n_ctx():,})"
             )
         start = time.perf_counter()  # prefill includes restoring or saving a disk state
-        cached = self._common_prefix(ids)
+        cached = self._align_reuse(ids)
         self.kv_event = None
         if prefix and self.kv_store is not None and self.kv_store.enabled:
             from_store = self._prefix_from_store(ids, prefix)
@@ -152,6 +152,19 @@ class LlamaCppGenerator(Generator):
             text = scanner.finish(text)
         end = time.perf_counter()
         return Generation(text.strip(), len(ids), len(out), first - start, end - first, finish, cached)
+
+    def _align_reuse(self, ids: list[int]) -> int:
+        """Keep only a multiple of the batch size of the held KV state before generating.
+
+        llama.cpp's numbers depend on how the prompt is cut into batches; reusing a prefix that ends mid-batch
+        shifts every later batch boundary, and greedy answers can change (measured: an 8K-token document gave a
+        different second answer). Cut at a batch boundary, the suffix is evaluated in exactly the batches of a
+        cold run, so reuse is invisible in the output."""
+        common = self._common_prefix(ids)
+        aligned = common - common % self.llm.n_batch
+        if aligned < self.llm.n_tokens:
+            self.llm.n_tokens = aligned  # llama-cpp-python then matches at most this much and recomputes the rest
+        return aligned
 
     def _common_prefix(self, ids: list[int]) -> int:
         """How many prompt tokens llama.cpp will reuse from the state it holds (for the usage report)."""
