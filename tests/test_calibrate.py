@@ -4,6 +4,7 @@ value (with a FAKE generator: routing only), and one tiny real calibration run w
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,8 +35,12 @@ def test_lengths_use_k_as_1024() -> None:
 
 
 def _profile(tmp_path: Path, name: str = "default") -> Path:
+    """A copy of a shipped profile, made uncalibrated again (the shipped default carries a measured value)."""
     path = tmp_path / f"{name}.yaml"
     shutil.copy(ROOT / "configs" / f"{name}.yaml", path)
+    text = re.sub(r"(?m)^(\s+effective_window:) *\d+", r"\1 null", path.read_text())
+    path.write_text(text)
+    assert yaml.safe_load(text)["generator"]["effective_window"] is None
     return path
 
 
