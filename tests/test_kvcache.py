@@ -24,12 +24,13 @@ Q2 = "Who first proposed a canal through the vale?"
 
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """One run of every path on a ~3.3K-token document (two full prefills in all, to stay fast)."""
+    """One run of every path on a ~3.3K-token document with SmolLM2 (full attention: the disk store is used;
+    sliding-window models such as the default Gemma bypass it, see the test at the end)."""
     home = tmp_path_factory.mktemp("kv-home")
     text = SAMPLE.read_text(encoding="utf-8")
     doc = home / "harrow_part.txt"
     doc.write_text(text[: text.rfind("\n\n", 0, 15000)], encoding="utf-8")
-    config = load_profile("default").replace(home=str(home))
+    config = load_profile("smollm2").replace(home=str(home))
     out: dict = {"home": home}
 
     def ask(qa: ChatQA, question: str) -> tuple:
@@ -75,8 +76,8 @@ def test_restored_run_reports_cached_tokens_and_skips_the_prefix(scenario: dict)
 
 def test_store_keeps_state_and_ids_but_not_the_logits_buffer(scenario: dict) -> None:
     (entry,) = scenario["entries"]
-    assert entry.tokens == scenario["q1_miss"][1]["tokens"] and entry.model.startswith("gemma3-270m")
-    assert entry.bytes < 100e6  # LlamaState would add 512 MB of logits for Gemma
+    assert entry.tokens == scenario["q1_miss"][1]["tokens"] and entry.model.startswith("SmolLM2")
+    assert entry.bytes < 100e6  # LlamaState would add its logits buffer: 512 x 49,152 floats (100 MB) here
     assert not list(entry.path.parent.glob(".*.tmp"))
 
 
@@ -133,3 +134,16 @@ def test_corrupt_or_foreign_entries_are_misses(tmp_path: Path) -> None:
     store.path(key).write_bytes(store.path(key).read_bytes()[:-10])
     assert store.get(key) is None and not store.path(key).exists()
     assert KVStore(tmp_path, max_bytes=0).put(key, [1], b"x", {}) is None  # CHATQA_KV_MAX_BYTES=0: off
+
+
+def test_sliding_window_models_keep_prefixes_in_memory_only(qa, tmp_path) -> None:
+    """Gemma 3 (sliding-window attention): a restored disk state changed a greedy answer, so it is not stored."""
+    gen = qa.generator
+    assert not gen.disk_state_exact and gen.kv_store is not None
+    text = SAMPLE.read_text(encoding="utf-8")
+    doc = tmp_path / "part.txt"
+    doc.write_text(text[: text.rfind("\n\n", 0, 6000)], encoding="utf-8")
+    qa.ask(Q1, docs=[doc], mode="long", max_new_tokens=8)
+    assert gen.kv_event is None and gen.kv_store.entries() == []
+    again = qa.ask(Q2, docs=[doc], mode="long", max_new_tokens=8)
+    assert again.usage["cached_tokens"] >= 1024  # the in-memory prefix is still reused
