@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from chatqa.config import GeneratorConfig
-from chatqa.errors import ConfigError
+from chatqa.errors import ConfigError, ContextTooLongError
 
 BACKENDS = {
     "llamacpp": "chatqa.generation.llamacpp",
@@ -69,6 +69,14 @@ class Generator(ABC):
 
         ``prefix`` is the start of ``prompt`` shared by every question on the same context (the document):
         a hint that its KV state is worth keeping (llama.cpp stores it on disk); other backends ignore it."""
+
+    def check_fits(self, n_prompt: int, max_new_tokens: int, window: int | None = None) -> None:
+        """Refuse before any compute: a prompt that cannot fit with its answer would be cut by the backend."""
+        window = self.context_window if window is None else window
+        if n_prompt + max_new_tokens > window:
+            raise ContextTooLongError(
+                f"prompt of {n_prompt:,} tokens plus {max_new_tokens} new tokens exceeds the window ({window:,})"
+            )
 
     def render_chat(self, messages: list[dict[str, str]]) -> str:
         raise ConfigError(f"{self.name} has no chat template; use prompt_format: completion or chatqa")

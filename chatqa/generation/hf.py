@@ -19,7 +19,7 @@ import torch  # noqa: E402
 
 from chatqa.config import GeneratorConfig  # noqa: E402
 from chatqa.embedded import resolve  # noqa: E402
-from chatqa.errors import ConfigError, ContextTooLongError, InputError, ModelLoadError  # noqa: E402
+from chatqa.errors import ConfigError, InputError, ModelLoadError  # noqa: E402
 from chatqa.generation import Generation, Generator, StopScanner  # noqa: E402
 
 PREFILL_CHUNK = 2048  # bounds prefill activations (and attention scratch) on long prompts
@@ -192,11 +192,7 @@ class HFGenerator(Generator):
         ids = self.tokenizer.encode(prompt, add_special=True)
         if not ids:
             raise InputError("the prompt is empty")
-        if len(ids) + max_new_tokens > self.context_window:
-            raise ContextTooLongError(
-                f"prompt of {len(ids):,} tokens plus {max_new_tokens} new tokens exceeds "
-                f"the window ({self.context_window:,})"
-            )
+        self.check_fits(len(ids), max_new_tokens)
         scanner = StopScanner(stop, on_text)
         out: list[int] = []
         text, finish = "", "length"

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from chatqa.config import GeneratorConfig
 from chatqa.embedded import resolve
-from chatqa.errors import ContextTooLongError, ModelLoadError
+from chatqa.errors import ModelLoadError
 from chatqa.generation import Generation, Generator, StopScanner
 from chatqa.kvcache import KVStore, load_llama_state, save_llama_state
 
@@ -120,11 +120,7 @@ class LlamaCppGenerator(Generator):
         prefix: str | None = None,
     ) -> Generation:
         ids = self.tokenizer.encode(prompt, add_bos=True)
-        if len(ids) + max_new_tokens > self.llm.n_ctx():
-            raise ContextTooLongError(
-                f"prompt of {len(ids):,} tokens plus {max_new_tokens} new tokens exceeds "
-                f"the window ({self.llm.n_ctx():,})"
-            )
+        self.check_fits(len(ids), max_new_tokens, self.llm.n_ctx())
         start = time.perf_counter()  # prefill includes restoring or saving a disk state
         cached = self._align_reuse(ids)
         self.kv_event = None

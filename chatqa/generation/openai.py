@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from chatqa.config import GeneratorConfig
-from chatqa.errors import ConfigError, ContextTooLongError, ModelLoadError
+from chatqa.errors import ConfigError, ModelLoadError
 from chatqa.generation import Generation, Generator, StopScanner, Tokenizer
 
 
@@ -184,11 +184,7 @@ class OpenAIGenerator(Generator):
         prefix: str | None = None,  # the KV-cache hint; only llama.cpp stores prefix states
     ) -> Generation:
         n_prompt = len(self.tokenizer.encode(prompt))
-        if n_prompt + max_new_tokens > self.context_window:
-            raise ContextTooLongError(
-                f"prompt of {n_prompt:,} tokens plus {max_new_tokens} new tokens exceeds "
-                f"the window ({self.context_window:,})"
-            )
+        self.check_fits(n_prompt, max_new_tokens)
         stream = on_text is not None
         body: dict[str, Any] = {"model": self.model, "prompt": prompt, "max_tokens": max_new_tokens,
                                 "temperature": 0, "repeat_penalty": 1.0, "stream": stream}  # fmt: skip
