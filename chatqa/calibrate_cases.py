@@ -85,7 +85,12 @@ def longeval_cases(generator: Generator, config: Config, lengths: list[int], n: 
     the smallest tested length that holds it. Completion prompts end with the answer's opening, as the open
     passkey template does, since a base model does not answer a bare question."""
     from chatqa.eval.datasets import load_longeval_lines
-    from chatqa.eval.templates import LONGEVAL_MAX_NEW_TOKENS, render_longeval
+    from chatqa.eval.templates import (
+        LONGEVAL_MAX_NEW_TOKENS,
+        LONGEVAL_OPEN_STOPS,
+        longeval_open_ending,
+        render_longeval,
+    )
 
     try:
         samples = load_longeval_lines(limit=n)
@@ -99,8 +104,8 @@ def longeval_cases(generator: Generator, config: Config, lengths: list[int], n: 
             continue
         text, stop = render_longeval(s), []
         if fmt == "completion":
-            text = f"{text.rstrip()}\n\nThe <REGISTER_CONTENT> in line {s.meta['random_idx'][0]} is <"
-            stop = [">", "\n"]
+            text = text + longeval_open_ending(s)
+            stop = list(LONGEVAL_OPEN_STOPS["longeval-lines"])
         prompt = _wrap(generator, fmt, text)
         tokens = _tokens(generator, prompt)
         length = min((x for x in lengths if x >= tokens + budget), default=None)

@@ -39,9 +39,7 @@ class Chunk:
         return f"{self.doc_name}:{self.line_start}-{self.line_end}"
 
 
-def split_text(
-    text: str, count: Callable[[str], int], chunk_tokens: int, overlap_tokens: int = 0
-) -> list[str]:
+def split_text(text: str, count: Callable[[str], int], chunk_tokens: int, overlap_tokens: int = 0) -> list[str]:
     if chunk_tokens <= 0 or not 0 <= overlap_tokens < chunk_tokens:
         raise ValueError("need chunk_tokens > 0 and 0 <= overlap_tokens < chunk_tokens")
     splitter = RecursiveCharacterTextSplitter(

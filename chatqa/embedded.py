@@ -21,6 +21,12 @@ PACKAGES = {
 }
 
 
+def offline() -> None:
+    """chatqa runs air-gapped: Hugging Face libraries must never try the hub (they would stall on timeouts).
+    ``setdefault`` leaves a user's explicit ``HF_HUB_OFFLINE=0`` alone for hub ids they have cached."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
 def cache_dir() -> Path:
     """Where derived model files live: CHATQA_CACHE, else ~/.cache/chatqa (shared by all projects)."""
     env = os.environ.get("CHATQA_CACHE")

@@ -9,19 +9,18 @@ planted fact is not diluted by the other 1000 tokens around it, as it is when wi
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import numpy as np
 
 from chatqa.config import RetrieverConfig
-from chatqa.embedded import resolve
+from chatqa.embedded import offline, resolve
 from chatqa.errors import ModelLoadError
 
 
 class Embedder:
     def __init__(self, config: RetrieverConfig) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub at run time
+        offline()
         from sentence_transformers import SentenceTransformer
 
         self.config = config
@@ -33,10 +32,7 @@ class Embedder:
         if config.max_seq_tokens:
             self.model.max_seq_length = config.max_seq_tokens
         self.tokenizer = self.model.tokenizer
-        dim = (
-            getattr(self.model, "get_embedding_dimension", None)
-            or self.model.get_sentence_embedding_dimension
-        )
+        dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim = int(dim())
         prefix = len(self.tokenizer(config.passage_prefix, add_special_tokens=False)["input_ids"])
         # room for the passage prefix and the [CLS]/[SEP]-style specials
@@ -45,9 +41,7 @@ class Embedder:
     @property
     def id(self) -> str:
         c = self.config
-        return (
-            f"{c.model}|{self.dim}|win{self.window}|stride{c.window_stride}|{c.pooling}|{c.passage_prefix!r}"
-        )
+        return f"{c.model}|{self.dim}|win{self.window}|stride{c.window_stride}|{c.pooling}|{c.passage_prefix!r}"
 
     def windows(self, text: str) -> list[str]:
         """Overlapping windows of at most ``self.window`` retriever tokens that together cover ``text``.
@@ -86,9 +80,7 @@ class Embedder:
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def embed_chunks(
-        self, texts: Sequence[str], show_progress: bool = False
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def embed_chunks(self, texts: Sequence[str], show_progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Vectors to index and, for each, the chunk it belongs to (one row per window, or per chunk)."""
         prefix = self.config.passage_prefix
         windows, owners = [], []

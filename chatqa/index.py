@@ -112,9 +112,7 @@ def build_bm25(texts: Sequence[str]) -> Any:
     return bm25
 
 
-def _write(
-    path: Path, chunks: list[Chunk], owners: np.ndarray, index: Any, bm25: Any, manifest: dict
-) -> None:
+def _write(path: Path, chunks: list[Chunk], owners: np.ndarray, index: Any, bm25: Any, manifest: dict) -> None:
     import faiss
 
     with open(path / "chunks.jsonl", "w", encoding="utf-8") as f:
@@ -171,9 +169,7 @@ def open_index(
         if not rebuild and _matches(final, expected):
             return load_index(final)
         start = time.perf_counter()
-        chunks = chunk_documents(
-            docs, tokenizer.count, config.chunking.chunk_tokens, config.chunking.overlap_tokens
-        )
+        chunks = chunk_documents(docs, tokenizer.count, config.chunking.chunk_tokens, config.chunking.overlap_tokens)
         chunked = time.perf_counter()
         model = embedder()
         vectors, owners = model.embed_chunks([c.text for c in chunks], show_progress=progress)

@@ -74,6 +74,7 @@ class ChatQA:
         self._indexes: dict[str, DocIndex] = {}
         self._doc_tokens: dict[str, int] = {}
         self._load_s = 0.0  # model loading time during the current call
+        self._stop: list[str] = []  # the current call's extra stop strings
 
     @classmethod
     def from_profile(cls, profile: str = "default", **overrides: Any) -> ChatQA:
@@ -128,9 +129,7 @@ class ChatQA:
             raise InputError("no document given")
         return out
 
-    def index(
-        self, docs: Sequence[DocLike] | DocLike, rebuild: bool = False, progress: bool = False
-    ) -> DocIndex:
+    def index(self, docs: Sequence[DocLike] | DocLike, rebuild: bool = False, progress: bool = False) -> DocIndex:
         documents = self.documents(docs)
         key = index_key(documents, self.config, self.tokenizer.id)
         cached = self._indexes.get(key)
@@ -155,14 +154,17 @@ class ChatQA:
         truncate: str | None = None,
         max_new_tokens: int | None = None,
         template: str | None = None,
+        stop: Sequence[str] | None = None,
         on_text: Callable[[str], None] | None = None,
         progress: bool = False,
     ) -> Answer:
         """Answer ``question`` (or the last user turn of ``messages``) about ``docs``.
 
         ``template`` is a benchmark's own prompt with ``{context}`` and ``{input}`` placeholders; without it
-        the profile's prompt format is used."""
+        the profile's prompt format is used. ``stop`` adds stop strings to the format's own (a template that
+        ends with an answer's opening, such as ``is <``, needs its closing ``>`` to end the answer)."""
         cfg = self.config
+        self._stop = list(stop or [])
         question, history = _split_messages(question, messages)
         mode = mode or cfg.routing.mode
         if mode not in MODES:
@@ -221,9 +223,7 @@ class ChatQA:
             gen = generator.generate(prompt.text, budget, prompt.stop, on_text, prefix=prefix)
             usage.add(gen)
             text = gen.text
-            citations = [
-                {"doc": d.name, "lines": [1, d.text.count("\n") + 1], "chunk": None} for d in documents
-            ]
+            citations = [{"doc": d.name, "lines": [1, d.text.count("\n") + 1], "chunk": None} for d in documents]
         usage.seconds["load"] = self._load_s
         usage.seconds["total"] = time.perf_counter() - start
         return Answer(
@@ -244,9 +244,7 @@ class ChatQA:
             truncated=truncated,
         )
 
-    def retrieve(
-        self, index: DocIndex, query: str, k: int | None = None, method: str | None = None
-    ) -> list[Hit]:
+    def retrieve(self, index: DocIndex, query: str, k: int | None = None, method: str | None = None) -> list[Hit]:
         cfg = self.config.retrieval
         embed = self.embedder.embed_query if (method or cfg.method) != "bm25" else None
         return search(index, query, k or cfg.top_k, method or cfg.method, embed, cfg.rrf_k)
@@ -288,10 +286,13 @@ class ChatQA:
         self, context: str, question: str, history: list[Message], template: str | None, decline: bool
     ) -> Prompt:
         if template:
-            return fill_template(template, context, f"{question}\n{DECLINE}" if decline else question)
-        fmt = self.config.generator.prompt_format
-        render = self.generator.render_chat if fmt == "chat" else None
-        return build_prompt(fmt, context, question, history, decline, render)
+            prompt = fill_template(template, context, f"{question}\n{DECLINE}" if decline else question)
+        else:
+            fmt = self.config.generator.prompt_format
+            render = self.generator.render_chat if fmt == "chat" else None
+            prompt = build_prompt(fmt, context, question, history, decline, render)
+        prompt.stop.extend(s for s in self._stop if s not in prompt.stop)
+        return prompt
 
     def _overhead(self, question: str, history: list[Message], template: str | None) -> int:
         # Self-Route's decline sentence is the longest variant; counting it keeps every variant inside.

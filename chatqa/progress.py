@@ -12,6 +12,8 @@ import os
 import sys
 import warnings
 
+from chatqa.embedded import offline
+
 _callback = None  # keep a reference: llama.cpp holds only the C pointer
 
 
@@ -23,7 +25,7 @@ def quiet_libraries() -> None:
     """Silence model-loading noise; safe to call many times."""
     global _callback
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    offline()
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     warnings.filterwarnings("ignore", category=FutureWarning)
     for name in ("transformers", "sentence_transformers", "huggingface_hub", "bm25s", "faiss"):

@@ -68,10 +68,12 @@ def test_restored_run_reports_cached_tokens_and_skips_the_prefix(scenario: dict)
     assert hit[1]["tokens"] % 512 == 0  # aligned to the batch size: the same batches as a cold run
     cold_prefill = scenario["q2_cold"][0].usage["seconds"]["prefill"]
     assert hit[0].usage["seconds"]["prefill"] < cold_prefill / 2
-    print(f"\nKV timings: state {miss[1]['bytes'] / 1e6:.1f} MB for {miss[1]['tokens']} tokens; prefix eval "
-          f"{miss[1]['eval_s']:.2f}s, save {miss[1]['save_s']:.3f}s, restore {hit[1]['restore_s']:.3f}s; "
-          f"prefill cold {cold_prefill:.2f}s vs restored {hit[0].usage['seconds']['prefill']:.2f}s; decode "
-          + ", ".join(f"{k} {scenario[k][0].usage['seconds']['decode']:.2f}s" for k in ("q2_cold", "q2_disk")))
+    print(
+        f"\nKV timings: state {miss[1]['bytes'] / 1e6:.1f} MB for {miss[1]['tokens']} tokens; prefix eval "
+        f"{miss[1]['eval_s']:.2f}s, save {miss[1]['save_s']:.3f}s, restore {hit[1]['restore_s']:.3f}s; "
+        f"prefill cold {cold_prefill:.2f}s vs restored {hit[0].usage['seconds']['prefill']:.2f}s; decode "
+        + ", ".join(f"{k} {scenario[k][0].usage['seconds']['decode']:.2f}s" for k in ("q2_cold", "q2_disk"))
+    )
 
 
 def test_store_keeps_state_and_ids_but_not_the_logits_buffer(scenario: dict) -> None:

@@ -24,10 +24,12 @@ class FakeGenerator(Generator):
         self.tokenizer = tokenizer
         self.answers = list(answers)
         self.prompts: list[str] = []
+        self.stops: list[list[str]] = []
 
     def generate(self, prompt: str, max_new_tokens: int, stop: Sequence[str] = (),
                  on_text: Callable[[str], None] | None = None, prefix: str | None = None) -> Generation:  # fmt: skip
         self.prompts.append(prompt)
+        self.stops.append(list(stop))
         text = self.answers.pop(0)
         return Generation(text, self.tokenizer.count(prompt), 3, 0.01, 0.01)
 
@@ -115,3 +117,12 @@ def test_bad_arguments(fake_qa) -> None:
         qa.ask(docs=[SAMPLE], messages=[{"role": "assistant", "content": "hi"}])
     with pytest.raises(InputError):
         qa.ask("q", docs=[Document.from_text("  ", "blank")])
+
+
+@pytest.mark.parametrize("mode", ["long", "rag"])
+def test_extra_stop_strings_reach_the_generator_on_every_route(fake_qa, mode: str) -> None:
+    qa, gen = fake_qa(["4", "x"])
+    qa.ask("Who?", docs=[SAMPLE], mode=mode, template="{context}\n{input}\nThe answer is <", stop=[">"])
+    assert ">" in gen.stops[0] and gen.prompts[0].endswith("The answer is <")
+    qa.ask("Who?", docs=[SAMPLE], mode=mode)
+    assert ">" not in gen.stops[1]  # stop strings belong to one call, not to the instance

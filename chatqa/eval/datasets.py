@@ -114,9 +114,7 @@ def _split_prompt(prompt: str, kind: str, where: Path) -> tuple[str, str]:
     return prompt[:at], prompt[at:]
 
 
-def _load_longeval(
-    path_or_dir: str | Path | None, kind: str, size: int | None, limit: int | None
-) -> list[Sample]:
+def _load_longeval(path_or_dir: str | Path | None, kind: str, size: int | None, limit: int | None) -> list[Sample]:
     samples = []
     for path in _longeval_files(_data_path(path_or_dir, f"longeval/{kind}"), kind, size):
         n = path.name.split("_")[0]
@@ -135,9 +133,7 @@ def _load_longeval(
                 )
             else:
                 answers = [case["topics"][0]]
-                meta.update(
-                    topics=list(case["topics"]), num_topics=len(case["topics"]), label=case["topics"][0]
-                )
+                meta.update(topics=list(case["topics"]), num_topics=len(case["topics"]), label=case["topics"][0])
             samples.append(
                 Sample(
                     id=f"longeval-{kind}-{n}-{i}",
@@ -205,9 +201,7 @@ def load_quac(path: str | Path | None = None, limit: int | None = None) -> list[
         questions = re.split(r"(?:^|\n)question\d+: ", row["question"])[1:]
         flats = re.split(r"(?:^|\n)possible answers for question\d+:\n", row["answer"])[1:]
         if len(questions) != len(flats):
-            raise ValueError(
-                f"QuAC row {d} in {src}: {len(questions)} questions but {len(flats)} answer sets"
-            )
+            raise ValueError(f"QuAC row {d} in {src}: {len(questions)} questions but {len(flats)} answer sets")
         history: list[dict[str, str]] = []
         for t, (question, flat) in enumerate(zip(questions, flats, strict=True)):
             refs = _split_references(flat, row["passage"])

@@ -293,9 +293,7 @@ def score_infinitebench(task: str, prediction: str, ground_truth: Any) -> float:
     try:
         scorer = INFINITEBENCH_SCORERS[task]
     except KeyError:
-        raise ValueError(
-            f"unknown InfiniteBench task {task!r}; known: {', '.join(INFINITEBENCH_TASKS)}"
-        ) from None
+        raise ValueError(f"unknown InfiniteBench task {task!r}; known: {', '.join(INFINITEBENCH_TASKS)}") from None
     return float(scorer(prediction, ground_truth))
 
 

@@ -113,7 +113,7 @@ def run_one(qa: Any, suite: st.Suite, sample: Any, mode: str, cache: GenerationC
         ans = qa.ask(st.question_for(suite, sample), docs=[Document.from_text(sample.context, sample.id)],
                      messages=sample.messages, mode=mode, template=st.template_for(suite, sample,
                      qa.config.generator.prompt_format), max_new_tokens=st.max_new_tokens_for(suite, sample.task),
-                     **ask)  # fmt: skip
+                     stop=st.stop_for(suite, sample, qa.config.generator.prompt_format), **ask)  # fmt: skip
         row.update(_answer_fields(ans, cache))
         metric = st.metric_for(suite, sample.task)
         row["score"] = float(score_metric(metric, ans.answer, row["gold"], **suite.metric_kwargs))

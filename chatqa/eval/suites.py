@@ -200,6 +200,8 @@ def template_for(suite: Suite, sample: Sample, prompt_format: str) -> str | None
         return None
     family, _, name = suite.template.format(task=sample.task).partition(":")
     if family == "longeval":
+        if prompt_format == "completion":
+            return tpl.LONGEVAL_TEMPLATE + tpl.longeval_open_ending(sample)  # filled by replace(), not format()
         return tpl.LONGEVAL_TEMPLATE
     if family == "ruler":
         return tpl.RULER_QA_TEMPLATE.replace("{query}", "{input}") + tpl.RULER_QA_ANSWER_PREFIX
@@ -212,6 +214,14 @@ def template_for(suite: Suite, sample: Sample, prompt_format: str) -> str | None
     if "{prefix}" in text:
         text = text.replace("{prefix}", tpl.math_find_prefix(sample.question))
     return text
+
+
+def stop_for(suite: Suite, sample: Sample, prompt_format: str) -> list[str]:
+    """Stop strings that end a completion-style answer (base models would go on writing the record)."""
+    family = (suite.template or "").partition(":")[0]
+    if family == "longeval" and prompt_format == "completion":
+        return list(tpl.LONGEVAL_OPEN_STOPS.get(sample.task, []))
+    return []
 
 
 def question_for(suite: Suite, sample: Sample) -> str:

@@ -282,9 +282,7 @@ def make_number_string(
 ) -> Sample:
     """One InfiniteBench number_string (Retrieve.Number) sample; same layout as passkey, 10-digit key."""
     sid = f"number_string-{n_tokens}-d{_depth_tag(depth)}-s{seed}"
-    return _needle_sample(
-        "number_string", n_tokens, depth, random.Random(seed), sid, haystack, count_tokens, {}
-    )
+    return _needle_sample("number_string", n_tokens, depth, random.Random(seed), sid, haystack, count_tokens, {})
 
 
 def make_kv_retrieval(
@@ -393,9 +391,7 @@ def make_ruler_qa(
     """
     if source not in RULER_QA_FILES:
         raise ValueError(f"unknown RULER QA source {source!r}; known: {', '.join(RULER_QA_FILES)}")
-    path = require_file(
-        Path(data_dir or DEFAULT_DATA_DIR) / "squad_hotpotqa" / RULER_QA_FILES[source], "RULER QA"
-    )
+    path = require_file(Path(data_dir or DEFAULT_DATA_DIR) / "squad_hotpotqa" / RULER_QA_FILES[source], "RULER QA")
     qas, docs = _read_ruler_source(source, str(path))
     if n_samples > len(qas):
         raise ValueError(f"{source} has {len(qas)} usable questions, {n_samples} requested")
@@ -416,9 +412,7 @@ def make_ruler_qa(
         else:
             chosen = list(range(len(docs)))
         random.Random(seed).shuffle(chosen)
-        context = "\n\n".join(
-            RULER_DOCUMENT_TEMPLATE.format(i=i + 1, document=docs[d]) for i, d in enumerate(chosen)
-        )
+        context = "\n\n".join(RULER_DOCUMENT_TEMPLATE.format(i=i + 1, document=docs[d]) for i, d in enumerate(chosen))
         return context, RULER_QA_TEMPLATE.format(context=context, query=qa["query"]), chosen
 
     num_docs, total = step, 0

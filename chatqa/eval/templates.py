@@ -63,9 +63,7 @@ INFINITEBENCH_OPEN_TEMPLATES: dict[str, str] = {
         f"{_RETRIEVE_INTRO} Find it and memorize it. I will quiz you about the important information."
         "\n\n{context}\n\n{input}\n\nThe pass key is"
     ),
-    "number_string": (
-        f"{_RETRIEVE_INTRO} Find it. {_QUIZ}\n\n{{context}}\n\n{{input}}\n\nThe sequence of digits is"
-    ),
+    "number_string": (f"{_RETRIEVE_INTRO} Find it. {_QUIZ}\n\n{{context}}\n\n{{input}}\n\nThe sequence of digits is"),
     "kv_retrieval": f"{_KV_INTRO}\n\n{{context}}\n\n{{input}}",
     "longbook_sum_eng": "Summarize the book below.\n\n{context}\n\nSummary:",
     "longbook_choice_eng": (
@@ -82,9 +80,7 @@ INFINITEBENCH_OPEN_TEMPLATES: dict[str, str] = {
         "Following is a Python code where exactly one of the functions/methods has a deliberate error that "
         "makes it crash.\n\n{context}\n\nOptions:\n" + _OPTIONS + "\n\nThe correct option is:"
     ),
-    "longdialogue_qa_eng": (
-        f"{_MASK_INTRO}\n\n{{context}}\n\nThe name that has been replaced with $$MASK$$ is likely"
-    ),
+    "longdialogue_qa_eng": (f"{_MASK_INTRO}\n\n{{context}}\n\nThe name that has been replaced with $$MASK$$ is likely"),
 }
 
 INFINITEBENCH_MAX_NEW_TOKENS: dict[str, int] = {
@@ -104,6 +100,15 @@ INFINITEBENCH_TASKS: tuple[str, ...] = tuple(INFINITEBENCH_MAX_NEW_TOKENS)
 # LongEval's prompt is complete as shipped (instruction, record, question); the loaders split it so that
 # context + question is that prompt, which the official script sends as the single user message.
 LONGEVAL_TEMPLATE = "{context}{input}"
+# Base models (``prompt_format: completion``) continue the record instead of answering the bare question, so
+# the prompt ends with the answer's opening, as InfiniteBench's open-model templates do ("The pass key is").
+# Not LongChat's: LongEval has no base-model prompt; scores under these endings are labelled "completion".
+LONGEVAL_OPEN_ENDINGS: dict[str, str] = {
+    "longeval-lines": "\n\nThe <REGISTER_CONTENT> in line {line} is <",
+    "longeval-topics": "\n\nThe first topic we discussed is",
+}
+# Where a completion answer ends: the record's closing ">" or the end of the line.
+LONGEVAL_OPEN_STOPS: dict[str, list[str]] = {"longeval-lines": [">", "\n"], "longeval-topics": ["\n"]}
 LONGEVAL_MAX_NEW_TOKENS: dict[str, int] = {"longeval-lines": 100, "longeval-topics": 50}
 
 RULER_QA_TEMPLATE = (
@@ -152,9 +157,7 @@ def render_infinitebench(sample: Sample, templates: Mapping[str, str] | None = N
     if sample.task in ("longbook_choice_eng", "code_debug"):
         if not sample.options or len(sample.options) < 4:
             raise ValueError(f"{sample.task} sample {sample.id} needs 4 options, got {sample.options!r}")
-        fields.update(
-            {f"OPTION_{letter}": str(opt) for letter, opt in zip("ABCD", sample.options, strict=False)}
-        )
+        fields.update({f"OPTION_{letter}": str(opt) for letter, opt in zip("ABCD", sample.options, strict=False)})
     if sample.task == "math_find":
         fields["prefix"] = math_find_prefix(sample.question)
     return table[sample.task].format(**fields)
@@ -164,10 +167,14 @@ def render_longeval(sample: Sample) -> str:
     """The official LongEval prompt (stored verbatim by the loader; rebuilt from the split as a fallback)."""
     prompt = sample.meta.get("prompt")
     return (
-        prompt
-        if isinstance(prompt, str)
-        else LONGEVAL_TEMPLATE.format(context=sample.context, input=sample.question)
+        prompt if isinstance(prompt, str) else LONGEVAL_TEMPLATE.format(context=sample.context, input=sample.question)
     )
+
+
+def longeval_open_ending(sample: Sample) -> str:
+    """The completion-style answer opening of a LongEval sample (the asked line index filled in)."""
+    ending = LONGEVAL_OPEN_ENDINGS[sample.task]
+    return ending.format(line=sample.meta["random_idx"][0]) if "{line}" in ending else ending
 
 
 def render_ruler_qa(sample: Sample) -> str:

@@ -13,12 +13,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers/huggingface_hub read it
+from chatqa.embedded import offline, resolve
+
+offline()  # before transformers/huggingface_hub read it
 
 import torch  # noqa: E402
 
 from chatqa.config import GeneratorConfig  # noqa: E402
-from chatqa.embedded import resolve  # noqa: E402
 from chatqa.errors import ConfigError, InputError, ModelLoadError  # noqa: E402
 from chatqa.generation import Generation, Generator, StopScanner  # noqa: E402
 

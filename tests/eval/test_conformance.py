@@ -63,9 +63,7 @@ def test_reproduces_published_score(model: str, task: str, expected: float) -> N
     assert rows, f"no predictions for {model}/{task}"
     got = 100 * sum(score_infinitebench(task, r["prediction"], r["ground_truth"]) for r in rows) / len(rows)
     tolerance = TOLERANCE.get(task, DEFAULT_TOLERANCE)
-    assert got == pytest.approx(expected, abs=tolerance), (
-        f"{model}/{task}: got {got:.4f}, published {expected}"
-    )
+    assert got == pytest.approx(expected, abs=tolerance), f"{model}/{task}: got {got:.4f}, published {expected}"
 
 
 def test_every_published_task_has_a_scorer() -> None:

@@ -23,16 +23,19 @@ from chatqa.eval.datasets import (
     make_synthetic_suite,
 )
 from chatqa.eval.samples import Sample, sample_from_dict, sample_to_dict
+from chatqa.eval.suites import load_suite, stop_for, template_for
 from chatqa.eval.synthetic import PASSKEY_NOISE, approx_token_count
 from chatqa.eval.templates import (
     INFINITEBENCH_MAX_NEW_TOKENS,
     LONGEVAL_MAX_NEW_TOKENS,
+    LONGEVAL_TEMPLATE,
     RULER_QA_TEMPLATE,
     math_find_prefix,
     render_infinitebench,
     render_longeval,
     truncate_middle,
 )
+from chatqa.prompting import fill_template
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared evaluation data not found at {DATA}")
@@ -125,9 +128,7 @@ def test_kv_retrieval_shape(depth: float) -> None:
     s = make_kv_retrieval(5000, depth, 11, count_tokens=words)
     assert s.context.startswith("JSON data:\n{")
     data = json.loads(s.context[len("JSON data:\n") :])
-    key = re.fullmatch(
-        r'Key: "([0-9a-f-]{36})"\nThe value associated with the specified key is: ', s.question
-    )
+    key = re.fullmatch(r'Key: "([0-9a-f-]{36})"\nThe value associated with the specified key is: ', s.question)
     assert key and data[key.group(1)] == s.answers[0] == s.meta["label"]
     assert s.context.count(key.group(1)) == 1 and s.context.count(s.answers[0]) == 1
     assert abs(s.meta["needle_position"] - depth) < 0.02
@@ -217,9 +218,7 @@ def test_load_infinitebench_labels_and_limit(tmp_path: Path) -> None:
         },
     ]
     (tmp_path / "longbook_choice_eng.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (tmp_path / "math_find.jsonl").write_text(
-        json.dumps({"id": 3, "context": "[1, 2]", "input": "x", "answer": [2]})
-    )
+    (tmp_path / "math_find.jsonl").write_text(json.dumps({"id": 3, "context": "[1, 2]", "input": "x", "answer": [2]}))
     choice = load_infinitebench(tmp_path, "longbook_choice_eng")
     assert [s.meta["label"] for s in choice] == [["Bob", "B"], ["Di", "D"]]
     assert choice[0].options == ["Al", "Bob", "Cy", "Di"] and choice[0].question == "Q?"
@@ -248,6 +247,21 @@ def test_longeval_lines_split_reconstructs_prompt() -> None:
         assert s.question.startswith("Now the record is over.") and s.meta["random_idx"][0] in s.question
         assert s.meta["correct_line"] in s.context and "Now the record is over" not in s.context
         assert s.answers == [str(s.meta["expected_number"])] and s.task == "longeval-lines"
+
+
+@needs_data
+def test_longeval_completion_template_ends_with_the_asked_line() -> None:
+    """Base models get the record plus an answer opening for the asked line; chat models the official prompt."""
+    suite = load_suite("longeval-lines")
+    s = load_longeval_lines(DATA / "longeval" / "lines", num_lines=200, limit=1)[0]
+    assert template_for(suite, s, "chat") == LONGEVAL_TEMPLATE and stop_for(suite, s, "chat") == []
+    text = fill_template(template_for(suite, s, "completion"), s.context, s.question).text
+    line = s.meta["random_idx"][0]
+    assert text.startswith(s.meta["prompt"]) and text.endswith(f"The <REGISTER_CONTENT> in line {line} is <")
+    assert stop_for(suite, s, "completion") == [">", "\n"]
+    topics = load_suite("longeval-topics")
+    t = load_longeval_topics(DATA / "longeval", limit=1)[0]
+    assert template_for(topics, t, "completion").endswith("The first topic we discussed is")
 
 
 @needs_data
@@ -309,15 +323,9 @@ def test_chatrag_loaders_missing(tmp_path: Path) -> None:
 def test_ruler_squad_contains_gold_and_fits() -> None:
     samples = make_ruler_qa("squad", 4096, 4, count_tokens=words)
     squad = json.loads((DATA / "squad_hotpotqa" / "squad_v2_dev.json").read_text())
-    paragraph = {
-        qa["question"]: p["context"] for d in squad["data"] for p in d["paragraphs"] for qa in p["qas"]
-    }
+    paragraph = {qa["question"]: p["context"] for d in squad["data"] for p in d["paragraphs"] for qa in p["qas"]}
     impossible = {
-        qa["question"]
-        for d in squad["data"]
-        for p in d["paragraphs"]
-        for qa in p["qas"]
-        if qa["is_impossible"]
+        qa["question"] for d in squad["data"] for p in d["paragraphs"] for qa in p["qas"] if qa["is_impossible"]
     }
     for s in samples:
         assert s.question not in impossible
