@@ -72,6 +72,15 @@ def rope_kwargs(rope: dict | None) -> dict[str, object]:
     return out
 
 
+def usable_cores() -> int:
+    """Cores this process may run on: a container or ``taskset`` can allow fewer than ``os.cpu_count()``, and
+    llama.cpp threads beyond them wait for a core (decode slows down several times instead of speeding up)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class LlamaCppGenerator(Generator):
     kv_store: KVStore | None = None  # set by ChatQA; None keeps prefixes in memory only
     kv_event: dict[str, object] | None = None  # what the store did on the last call (hit/miss, sizes, seconds)
@@ -79,7 +88,7 @@ class LlamaCppGenerator(Generator):
     def __init__(self, config: GeneratorConfig, tokenizer: LlamaTokenizer | None = None) -> None:
         self.config = config
         self._path = resolve(config.model)
-        threads = config.threads or os.cpu_count() or 1
+        threads = config.threads or usable_cores()
         self.llm = _llama(
             config,
             n_ctx=config.context_window,

@@ -17,3 +17,12 @@ def test_prefix_reuse_is_batch_aligned_and_output_identical(qa) -> None:
     cold = gen.generate(second, 8, ["\n"])
     assert cold.cached_tokens == 0
     assert reused.text == cold.text
+
+
+def test_threads_default_to_the_cores_this_process_may_use(qa) -> None:
+    import os
+
+    from chatqa.generation.llamacpp import usable_cores
+
+    assert usable_cores() == len(os.sched_getaffinity(0))
+    assert qa.generator.llm.n_threads == qa.generator.llm.n_threads_batch == usable_cores()
