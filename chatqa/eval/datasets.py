@@ -129,6 +129,9 @@ def _load_longeval(path_or_dir: str | Path | None, kind: str, size: int | None, 
                     random_idx=case["random_idx"],
                     num_lines=case["num_lines"],
                     length=case["token_size"],
+                    # The report's length axis: LongChat's own size (LLaMA tokens) to the nearest thousand, which
+                    # keeps its six files apart (4.8K..16K) where a power-of-two bucket would merge three of them.
+                    nominal_length=round(int(case["token_size"]), -3),
                     label=int(case["expected_number"]),
                 )
             else:

@@ -231,8 +231,9 @@ def question_for(suite: Suite, sample: Sample) -> str:
 
 
 def sample_length(sample: Sample, document_tokens: int | None) -> int | None:
-    """The grid length of a generated sample; real data is bucketed to the next power of two of its tokens."""
-    target = sample.meta.get("target_length")
+    """The grid length of a generated sample, a dataset's own size class (``nominal_length``), or else the next
+    power of two of the document's tokens."""
+    target = sample.meta.get("target_length") or sample.meta.get("nominal_length")
     if target:
         return int(target)
     return None if not document_tokens else 1 << (int(document_tokens) - 1).bit_length()

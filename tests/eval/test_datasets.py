@@ -23,7 +23,7 @@ from chatqa.eval.datasets import (
     make_synthetic_suite,
 )
 from chatqa.eval.samples import Sample, sample_from_dict, sample_to_dict
-from chatqa.eval.suites import load_suite, stop_for, template_for
+from chatqa.eval.suites import load_suite, sample_length, stop_for, template_for
 from chatqa.eval.synthetic import PASSKEY_NOISE, approx_token_count
 from chatqa.eval.templates import (
     INFINITEBENCH_MAX_NEW_TOKENS,
@@ -268,6 +268,8 @@ def test_longeval_completion_template_ends_with_the_asked_line() -> None:
 def test_longeval_all_sizes_and_topics() -> None:
     lines = load_longeval_lines(limit=1)
     assert [s.meta["num_lines"] for s in lines] == [200, 300, 400, 500, 600, 680]
+    # each file keeps its own length class in reports (a power-of-two bucket would merge 500, 600 and 680 lines)
+    assert [sample_length(s, 1) for s in lines] == [5000, 7000, 9000, 12000, 14000, 16000]
     topics = load_longeval_topics(DATA / "longeval", limit=2)
     assert topics and all(s.context + s.question == s.meta["prompt"] for s in topics)
     for s in topics:
