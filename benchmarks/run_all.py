@@ -4,7 +4,9 @@ Why one command: speed claims belong next to the machine and the exact command t
 reader wants one table per benchmark with each target marked met or missed, not three scattered outputs.
 Each benchmark runs as its own process (as ``python benchmarks/bench_<name>.py``), so one crashing does not
 lose the others; a missed target is a result, not a failure (the exit code is non-zero only on a crash).
-Run: ``python benchmarks/run_all.py [--quick] [--only index,ask,repeat]``.
+Run: ``python benchmarks/run_all.py [--quick] [--only index,ask,repeat]``. Benchmarks left out by ``--only`` keep
+their last stored result (``results/<name>.json``, each with its own date, machine and command), so one slow
+benchmark can be re-measured without re-running the others; ``--render`` only rebuilds latest.{json,md}.
 """
 
 from __future__ import annotations
@@ -64,6 +66,16 @@ def markdown(summary: dict[str, Any]) -> str:
         "",
         CAVEAT,
         "",
+        *(
+            [
+                f"Measured by this command: {', '.join(summary['rerun']) or 'nothing'}; the other sections are the "
+                "stored results of earlier runs, with their own command and date (the load average above is this "
+                "command's).",
+                "",
+            ]
+            if set(summary.get("rerun", BENCHMARKS)) != set(summary["benchmarks"])
+            else []
+        ),
         "## Targets",
         "",
         C.targets_table(summary["targets"]) if summary["targets"] else "(no targets)",
@@ -75,7 +87,8 @@ def markdown(summary: dict[str, Any]) -> str:
         if "error" in result:
             lines += [f"## {name}", "", f"**Did not complete** ({result['error']}): see the console output.", ""]
         else:
-            lines += [C.report(result), f"Command: `{result['machine']['command']}`", ""]
+            m = result["machine"]
+            lines += [C.report(result), f"Command: `{m['command']}` ({m.get('date', '?')})", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -83,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes; writes latest.quick.{json,md}")
     p.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated subset of index,ask,repeat")
+    p.add_argument("--render", action="store_true", help="run nothing: rebuild latest.* from stored results")
     args = p.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = sorted(set(names) - set(BENCHMARKS))
@@ -91,10 +105,17 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     snapshot = C.snapshot_code()  # one frozen copy of chatqa/ for all three benchmarks
     C.log(f"measuring a copy of chatqa/ and configs/ (sha256 {snapshot['sha256'][:12]}) at {snapshot['path']}")
-    results = {name: run(name, args.quick) for name in names}
+    results = {}
+    for name in BENCHMARKS:
+        stored = C.default_out(name, args.quick)
+        if name in names and not args.render:
+            results[name] = run(name, args.quick)
+        elif stored.is_file():  # a result of an earlier run: its own machine block says when and how
+            results[name] = json.loads(stored.read_text(encoding="utf-8"))
     targets = [t for r in results.values() for t in r.get("targets", [])]
     summary = {
         "quick": args.quick,
+        "rerun": [] if args.render else names,  # the others are earlier results, each dated in its section
         "command": C.command_line(),
         "machine": C.machine_info(),
         "seconds": round(time.perf_counter() - started, 1),
