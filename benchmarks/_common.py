@@ -238,12 +238,12 @@ def novel(name: str) -> Path:
     return path
 
 
-def gemma_count() -> Callable[[str], int]:
-    """chatqa's own generator-token count (the Gemma vocabulary, loaded alone: well under a second)."""
+def gemma_count(profile: str = "default") -> Callable[[str], int]:
+    """chatqa's own generator-token count (the profile's vocabulary, loaded alone: well under a second)."""
     from chatqa.config import load_profile
     from chatqa.generation import load_tokenizer
 
-    return load_tokenizer(load_profile("default").generator).count
+    return load_tokenizer(load_profile(profile).generator).count
 
 
 def cut_paragraphs(text: str, n_tokens: int, count: Callable[[str], int]) -> str:
