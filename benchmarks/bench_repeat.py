@@ -175,7 +175,9 @@ def summarise(paths: dict[str, Any], kv_available: bool, quick: bool, doc_tokens
         )
         same = q1["answer"] == control["q1"]["answer"] and q2["answer"] == control["q2"]["answer"]
         if key not in CONTROL.values():
-            detail = f"{q1['answer_s']:.2f} s then {q2['answer_s']:.2f} s ({q2['cached_tokens']:,} tokens reused)"
+            detail = (f"{q1['answer_s']:.2f} s then {q2['answer_s']:.2f} s ({q2['cached_tokens']:,} tokens reused; "
+                      f"prefill {q1['seconds']['prefill']:.2f} s then {q2['seconds']['prefill']:.2f} s, "
+                      f"decode {q2['seconds']['decode']:.2f} s for the second answer)")  # fmt: skip
             if key == "b" and kv.get("event") != "hit":
                 detail += (f"; the disk store did not hit (event: {kv.get('event')}): Gemma 3's sliding-window "
                            "states are kept in memory only, since a restored one changed answers")  # fmt: skip
@@ -187,8 +189,8 @@ def summarise(paths: dict[str, Any], kv_available: bool, quick: bool, doc_tokens
                     NAME,
                     f"{label}: answers identical to the control ({CONTROL[key]})",
                     same,
-                    f"q1 {q1['answer']!r} vs {control['q1']['answer']!r}; "
-                    f"q2 {q2['answer']!r} vs {control['q2']['answer']!r}",
+                    f"q1 {_short(q1['answer'])} vs {_short(control['q1']['answer'])}; "
+                    f"q2 {_short(q2['answer'])} vs {_short(control['q2']['answer'])}",
                 )
             )
     for key in ("c", "e"):
@@ -201,7 +203,8 @@ def summarise(paths: dict[str, Any], kv_available: bool, quick: bool, doc_tokens
                 NAME,
                 f"control ({key}) is deterministic: q2 computed twice from scratch",
                 again == control["q2"]["answer"],
-                f"{control['q2']['answer']!r} vs {again!r}: without this, 'identical answers' would mean nothing",
+                f"{_short(control['q2']['answer'])} vs {_short(again)}: without this, 'identical answers' would "
+                "mean nothing",
             )
         )
     notes = [
@@ -244,6 +247,11 @@ def summarise(paths: dict[str, Any], kv_available: bool, quick: bool, doc_tokens
         "targets": targets,
         "notes": notes,
     }
+
+
+def _short(answer: str, n: int = 70) -> str:
+    """An answer for a table cell: identity is checked on the full text, the table shows its start."""
+    return repr(answer if len(answer) <= n else answer[:n] + f"... ({len(answer)} chars)")
 
 
 def _kv_note(first: dict[str, Any] | None, second: dict[str, Any]) -> str:
