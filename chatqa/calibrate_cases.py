@@ -17,6 +17,7 @@ from chatqa.generation import Generator
 ATTENTION_TOKENS = 29_000  # prefill s/token grows ~(1 + L / this): Gemma 270M's 511 -> 242 tok/s from 2K to 32K
 DECODE_TOK_S = 40.0  # a conservative CPU decode speed for the estimate (measured 36-79 tok/s)
 MARGIN = 4  # tokens kept free for BOS and merges at the context's edges
+PASSKEY_OPENING = "The pass key is"  # InfiniteBench's open-model ending, used as the reply's start in chat formats
 
 
 @dataclass
@@ -31,14 +32,18 @@ class Case:
     where: str  # needle depth, or the LongEval file and line
 
 
-def _wrap(generator: Generator, fmt: str, text: str) -> str:
-    """The benchmark text as one user turn in the profile's prompt format."""
+def _wrap(generator: Generator, fmt: str, text: str, opening: str = "") -> str:
+    """The benchmark text as one user turn in the profile's prompt format, the reply started with ``opening``.
+
+    RULER's convention: the answer prefix goes after the chat template, so a chat model spends its few answer
+    tokens (passkey: 6) on the answer instead of restating the question ("The pass key is the name", measured
+    on SmolLM2). Completion prompts already end with the opening in their template."""
     if fmt == "chat":
-        return generator.render_chat([{"role": "user", "content": text}])
+        return generator.render_chat([{"role": "user", "content": text}]) + opening
     if fmt == "chatqa":
         from chatqa.prompting import CHATQA_SYSTEM
 
-        return f"{CHATQA_SYSTEM}\n\nUser: {text}\n\nAssistant:"
+        return f"{CHATQA_SYSTEM}\n\nUser: {text}\n\nAssistant:" + (f" {opening}" if opening else "")
     return text
 
 
@@ -62,7 +67,7 @@ def passkey_cases(generator: Generator, config: Config, lengths: list[int], dept
     budget = INFINITEBENCH_MAX_NEW_TOKENS["passkey"]
 
     def prompt_of(sample: Sample) -> str:
-        return _wrap(generator, fmt, render_infinitebench(sample, table))
+        return _wrap(generator, fmt, render_infinitebench(sample, table), PASSKEY_OPENING)
 
     empty = Sample("probe", "passkey", "", "What is the pass key?", [])
     overhead = _tokens(generator, prompt_of(empty))
@@ -102,11 +107,11 @@ def longeval_cases(generator: Generator, config: Config, lengths: list[int], n: 
     for s in samples:
         if s.meta["length"] > config.generator.context_window:  # token_size (LLaMA tokens) beyond the window
             continue
-        text, stop = render_longeval(s), []
+        text, opening = render_longeval(s), longeval_open_ending(s)
+        stop = list(LONGEVAL_OPEN_STOPS["longeval-lines"])
         if fmt == "completion":
-            text = text + longeval_open_ending(s)
-            stop = list(LONGEVAL_OPEN_STOPS["longeval-lines"])
-        prompt = _wrap(generator, fmt, text)
+            text, opening = text + opening, ""
+        prompt = _wrap(generator, fmt, text, opening.strip())
         tokens = _tokens(generator, prompt)
         length = min((x for x in lengths if x >= tokens + budget), default=None)
         if length is not None:

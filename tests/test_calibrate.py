@@ -121,3 +121,21 @@ def test_tiny_real_calibration_writes_evidence_and_profile(tmp_path: Path, capsy
     assert evidence["table"] == report["table"] and evidence["prefill_tok_s"] > 0
     written = yaml.safe_load(path.read_text())["generator"]["effective_window"]
     assert written == report["effective_window"] and report["written"] == (written is not None)
+
+
+def test_chat_models_get_the_answer_opening_after_the_chat_template() -> None:
+    """RULER's answer prefix: without it SmolLM2 spent passkey's 6 tokens on "The pass key is the name"."""
+    from chatqa.calibrate_cases import longeval_cases, passkey_cases
+    from chatqa.generation import load_generator
+
+    config = load_profile("smollm2")
+    gen = load_generator(config.generator)
+    try:
+        (case,) = passkey_cases(gen, config, [1024], [0.5], 1)
+        assert case.prompt.endswith("<|im_start|>assistant\nThe pass key is") and case.tokens <= 1024
+        lines = longeval_cases(gen, config, [8192], 1)
+        if lines:  # only with ../shared/data present
+            assert re.search(r"assistant\nThe <REGISTER_CONTENT> in line [\w-]+ is <$", lines[0].prompt)
+            assert lines[0].stop == [">", "\n"]
+    finally:
+        gen.close()
