@@ -55,6 +55,20 @@ class LlamaTokenizer:
     def count(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
+    def render_chat(self, messages: list[dict[str, str]]) -> str | None:
+        """The GGUF's own chat template, or None: one renderer for the llamacpp and openai backends, so a
+        profile's prompt is the same text whichever of the two serves the model."""
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            return None
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        def special(token: int) -> str:
+            return self.llm.detokenize([token], special=True).decode("utf-8", "ignore")
+
+        eos, bos = special(self.llm.token_eos()), special(self.llm.token_bos())
+        return Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos)(messages=messages).prompt
+
 
 def rope_kwargs(rope: dict | None) -> dict[str, object]:
     """Map a profile's RoPE scaling (linear PI, YaRN) onto llama.cpp's context parameters."""
@@ -105,20 +119,8 @@ class LlamaCppGenerator(Generator):
         self.disk_state_exact = not any(k.endswith(".attention.sliding_window") for k in self.llm.metadata)
 
     def render_chat(self, messages: list[dict[str, str]]) -> str:
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        template = self.llm.metadata.get("tokenizer.chat_template")
-        if not template:
-            return super().render_chat(messages)
-        tok = self.tokenizer
-
-        def text(token: int) -> str:
-            return tok.llm.detokenize([token], special=True).decode("utf-8", "ignore")
-
-        formatter = Jinja2ChatFormatter(
-            template, eos_token=text(self.llm.token_eos()), bos_token=text(self.llm.token_bos())
-        )
-        return formatter(messages=messages).prompt
+        rendered = self.tokenizer.render_chat(messages)
+        return super().render_chat(messages) if rendered is None else rendered
 
     def generate(
         self,

@@ -164,15 +164,9 @@ class OpenAIGenerator(Generator):
         tok: Any = self.tokenizer
         if getattr(getattr(tok, "tok", None), "chat_template", None):  # HFTokenizer
             return tok.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        template = tok.llm.metadata.get("tokenizer.chat_template") if hasattr(tok, "llm") else None
-        if template:  # LlamaTokenizer: the GGUF's template, rendered as the llamacpp backend does
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-            def special(token: int) -> str:
-                return tok.llm.detokenize([token], special=True).decode("utf-8", "ignore")
-
-            bos, eos = special(tok.llm.token_bos()), special(tok.llm.token_eos())
-            return Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos)(messages=messages).prompt
+        rendered = tok.render_chat(messages) if hasattr(tok, "llm") else None  # LlamaTokenizer: the GGUF's
+        if rendered is not None:
+            return rendered
         return super().render_chat(messages)
 
     def generate(
