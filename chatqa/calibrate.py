@@ -45,8 +45,12 @@ def parse_lengths(text: str) -> list[int]:
 
 
 def effective_window(accuracy: dict[int, float], threshold: float) -> int | None:
-    """RULER's rule: the largest length L with accuracy >= threshold at L and at every shorter tested length."""
-    best = None
+    """RULER's rule: the largest length L with accuracy >= threshold at L and at every shorter tested length.
+
+    0 when even the shortest tested length fails: a measured "trust no length" (``auto`` then sends every
+    local question to RAG), which a failed calibration must not leave as the nominal window. None: nothing
+    was measured."""
+    best = 0 if accuracy else None
     for length in sorted(accuracy):
         if accuracy[length] < threshold:
             break
@@ -104,8 +108,11 @@ def markdown(report: dict[str, Any]) -> str:
         out.append(f"| {r['length']:,} | {pct(r['passkey_acc'])} ({r['passkey_n']}) | {pct(r['longeval_acc'])} "
                    f"({r['longeval_n']}) | {pct(r['accuracy'])} | {r['n']} | {r['seconds']:.1f} |")  # fmt: skip
     eff = report["effective_window"]
-    out.append(f"\neffective window: {eff:,} tokens" if eff else "\neffective window: none of the tested lengths "
-               f"reached {report['threshold']:.0%}; the profile was not changed")  # fmt: skip
+    if eff:
+        out.append(f"\neffective window: {eff:,} tokens")
+    else:
+        out.append(f"\neffective window: 0, none of the tested lengths reached {report['threshold']:.0%} (auto will "
+                   "send every question that is not global to RAG)")  # fmt: skip
     return "\n".join(out)
 
 

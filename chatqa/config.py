@@ -26,7 +26,7 @@ class GeneratorConfig:
     gguf_file: str | None = None  # for hf loading a GGUF directory
     prompt_format: str = "completion"  # chatqa | chat | completion
     context_window: int = 32768
-    effective_window: int | None = None  # measured by `chatqa calibrate`; None means trust context_window
+    effective_window: int | None = None  # by `chatqa calibrate`; None: trust context_window; 0: trust no length
     max_new_tokens: int = 256  # also the answer budget when checking that a document fits
     threads: int | None = None
     rope: dict[str, Any] | None = None  # {"type": "linear"|"dynamic"|"yarn", "factor": 4.0, ...}

@@ -38,7 +38,9 @@ def collect(profile: str) -> dict[str, Any]:
         "profile": f"{cfg.name} ({cfg.path})",
         "generator": f"{g.backend}: {g.model} [{g.prompt_format} prompt]",
         "context_window": g.context_window,
-        "effective_window": g.effective_window or "not calibrated (uses context_window)",
+        "effective_window": "not calibrated (uses context_window)"
+        if g.effective_window is None
+        else g.effective_window,
         "retriever": f"{r.model} (pooling {r.pooling})",
         "chunking": f"{cfg.chunking.chunk_tokens} tokens, overlap {cfg.chunking.overlap_tokens}",
         "retrieval": f"{cfg.retrieval.method}, top-k {cfg.retrieval.top_k}",

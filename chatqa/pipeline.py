@@ -190,7 +190,7 @@ class ChatQA:
         overhead = self._overhead(question, history, template)
         room = generator.context_window - overhead - budget
         effective = cfg.generator.effective_window
-        effective_room = effective - overhead - budget if effective else None
+        effective_room = effective - overhead - budget if effective is not None else None
         full_context = format_documents([d.name for d in documents], [d.text for d in documents])
         doc_tokens = self._count(full_context)
         route = decide(mode, question, doc_tokens, room, effective_room, truncate)

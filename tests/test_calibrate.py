@@ -24,7 +24,8 @@ from tests.conftest import ROOT, SAMPLE
 def test_effective_window_is_the_longest_length_with_every_shorter_one_passing() -> None:
     assert effective_window({2048: 1.0, 4096: 0.9, 8192: 0.8, 16384: 1.0}, 0.85) == 4096
     assert effective_window({4096: 0.85, 2048: 1.0}, 0.85) == 4096  # order-free; the threshold itself passes
-    assert effective_window({2048: 0.5, 4096: 1.0}, 0.85) is None
+    assert effective_window({2048: 0.5, 4096: 1.0}, 0.85) == 0  # measured: no length is reliable
+    assert effective_window({}, 0.85) is None  # nothing measured
     assert effective_window({1024: 1.0, 2048: 1.0}, 0.85) == 2048
 
 

@@ -25,6 +25,10 @@ def test_auto_uses_effective_window_and_global_questions() -> None:
     assert g.route == "long" and "global" in g.reason
     too_big = decide("auto", "Summarise the book.", 5000, 1000)
     assert too_big.route == "rag" and "global" in too_big.reason
+    # a calibration that failed at every length (0): local questions go to RAG, global ones may still use LC
+    none = decide("auto", "Who?", 10, 1000, effective_room=-300)
+    assert none.route == "rag" and "not trusted" in none.reason
+    assert decide("auto", "Summarise the book.", 10, 1000, effective_room=-300).route == "long"
     # an effective window larger than the real one cannot make a document fit
     assert decide("auto", "Who?", 1500, 1000, effective_room=4000).route == "rag"
 

@@ -23,13 +23,22 @@ def test_rope_kwargs_map_profile_settings() -> None:
         rope_kwargs({"type": "ntk-by-parts", "factor": 2})
 
 
-@pytest.mark.parametrize(("profile", "scale", "window"), [("smollm2-pi2", 0.5, 16384), ("smollm2-pi4", 0.25, 32768)])
-def test_pi_profiles_load_with_scaled_positions(profile: str, scale: float, window: int) -> None:
+@pytest.mark.parametrize(
+    ("profile", "kind", "scale", "window"),
+    [
+        ("smollm2-pi2", "LINEAR", 0.5, 16384),
+        ("smollm2-pi4", "LINEAR", 0.25, 32768),
+        ("smollm2-yarn2", "YARN", 0.5, 16384),
+    ],
+)
+def test_scaled_profiles_load_with_scaled_positions(profile: str, kind: str, scale: float, window: int) -> None:
     gen = LlamaCppGenerator(load_profile(profile).generator)
     try:
         params = gen.llm.context_params
         assert params.rope_freq_scale == pytest.approx(scale) and gen.llm.n_ctx() == window
-        assert params.rope_scaling_type == llama_cpp.LLAMA_ROPE_SCALING_TYPE_LINEAR
+        assert params.rope_scaling_type == getattr(llama_cpp, f"LLAMA_ROPE_SCALING_TYPE_{kind}")
+        if kind == "YARN":
+            assert params.yarn_orig_ctx == 8192
         out = gen.generate("The capital of France is", 4)
         assert out.completion_tokens > 0  # the scaled model still runs end to end
     finally:
