@@ -259,7 +259,8 @@ def summarise(sizes: list[dict[str, Any]], quick: bool) -> dict[str, Any]:
                     "<=",
                     1.05,
                     f"{what}; {sec['total'] - sec.get('load', 0.0):.2f} s vs {raw['completion_s']:.2f} s; "
-                    f"cold incl. load {cold:.3f}x{extra}; identical prompt: {'yes' if same_prompt else 'NO'}",
+                    f"cold incl. load {cold:.3f}x{extra}; llama.cpp's own prompt-eval time {eval_ratio:.3f}x raw; "
+                    f"identical prompt: {'yes' if same_prompt else 'NO'}",
                 )
             )
             targets.append(
