@@ -218,7 +218,7 @@ def summarise(sizes: list[dict[str, Any]], quick: bool) -> dict[str, Any]:
                     r["usage"]["document_tokens"],
                     r["usage"]["prompt_tokens"],
                     *[sec.get(k) for k in STAGES],
-                    sec["total"] - sec.get("load", 0.0),
+                    _answer_s(r),
                     r["process"]["wall_s"],
                     r["process"]["cpu_s"],
                     r["peak_rss_mb"],
@@ -252,7 +252,7 @@ def summarise(sizes: list[dict[str, Any]], quick: bool) -> dict[str, Any]:
             if r.get("same_run_as"):
                 continue
             sec = r["usage"]["seconds"]
-            warm = (sec["total"] - sec.get("load", 0.0)) / raw["completion_s"]
+            warm = _answer_s(r) / _answer_s(raw)
             pairs, same_twice = "", True
             eval_ratio = r["llama"]["prompt_eval_s"] / raw["llama"]["prompt_eval_s"]
             if name == "long" and "long#2" in runs and "raw#2" in runs:

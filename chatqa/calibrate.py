@@ -110,6 +110,8 @@ def markdown(report: dict[str, Any]) -> str:
     eff = report["effective_window"]
     if eff:
         out.append(f"\neffective window: {eff:,} tokens")
+    elif eff is None:
+        out.append("\neffective window: nothing was measured; the profile was not changed")
     else:
         out.append(f"\neffective window: 0, none of the tested lengths reached {report['threshold']:.0%} (auto will "
                    "send every question that is not global to RAG)")  # fmt: skip

@@ -78,14 +78,14 @@ def decide(
         raise InputError(f"unknown mode '{mode}' (choose from {', '.join(MODES)})")
     if doc_tokens <= effective_room:
         return Route("long", f"{size} fits the effective window ({effective_room:,})")
-    why = f"{size} exceeds the effective window ({effective_room:,})"
-    if effective_room <= 0:
-        why = "the calibrated effective window leaves no room for a document: long context is not trusted"
     if is_global(question) and fits:
         return Route("long", f"global question; {size} fits the window ({window_room:,})")
     if is_global(question):
         return Route("rag", f"global question, but {size} exceeds the window ({window_room:,}): RAG")
-    return Route("rag", why)
+    if effective_room <= 0:
+        why = "the calibrated effective window leaves no room for a document: long context is not trusted"
+        return Route("rag", why)
+    return Route("rag", f"{size} exceeds the effective window ({effective_room:,})")
 
 
 def fallback(answer: str, doc_tokens: int, window_room: int) -> Route | None:
