@@ -97,9 +97,9 @@ def child_raw(spec: dict[str, Any]) -> dict[str, Any]:
     import llama_cpp
 
     from chatqa.config import load_profile
-    from chatqa.embedded import resolve
     from chatqa.ingest import read_sources
     from chatqa.prompting import build_prompt, format_documents
+    from chatqa.weights import resolve
 
     cfg = load_profile("default").generator
     doc = read_sources([spec["doc"]])[0]

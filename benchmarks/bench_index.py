@@ -84,7 +84,7 @@ def child_raw(spec: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
     from sentence_transformers import SentenceTransformer
 
-    from chatqa.embedded import resolve
+    from chatqa.weights import resolve
 
     windows = json.loads(Path(spec["windows"]).read_text(encoding="utf-8"))
     start = time.perf_counter()
@@ -105,7 +105,7 @@ def child_peer(spec: dict[str, Any]) -> dict[str, Any]:
     """The LangChain pipeline most people would write: split, embed, FAISS, save."""
     import llama_cpp
 
-    from chatqa.embedded import resolve
+    from chatqa.weights import resolve
 
     try:
         from langchain_community.vectorstores import FAISS

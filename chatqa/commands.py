@@ -10,8 +10,9 @@ EXTRA: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
 def register_extra(sub: argparse._SubParsersAction) -> None:
-    from chatqa import cache_cli, calibrate
-    from chatqa.eval import cli as eval_cli
+    from chatqa import cache_cli
+    from chatqa.evaluation import calibrate
+    from chatqa.evaluation import cli as eval_cli
 
     for module in (cache_cli, calibrate, eval_cli):
         module.register(sub, EXTRA)

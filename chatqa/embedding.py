@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from chatqa.config import RetrieverConfig
-from chatqa.embedded import offline, resolve
 from chatqa.errors import ModelLoadError
+from chatqa.weights import offline, resolve
 
 
 class Embedder:

@@ -8,7 +8,7 @@ from typing import Any
 
 from chatqa import __version__
 from chatqa.config import load_profile
-from chatqa.embedded import cache_dir
+from chatqa.weights import cache_dir
 
 
 def _size(path: Path) -> int:

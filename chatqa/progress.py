@@ -12,7 +12,7 @@ import os
 import sys
 import warnings
 
-from chatqa.embedded import offline
+from chatqa.weights import offline
 
 _callback = None  # keep a reference: llama.cpp holds only the C pointer
 

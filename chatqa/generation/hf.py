@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from chatqa.embedded import offline, resolve
+from chatqa.weights import offline, resolve
 
 offline()  # before transformers/huggingface_hub read it
 

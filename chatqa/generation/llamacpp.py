@@ -14,10 +14,10 @@ import time
 from collections.abc import Callable, Sequence
 
 from chatqa.config import GeneratorConfig
-from chatqa.embedded import resolve
 from chatqa.errors import ModelLoadError
 from chatqa.generation import Generation, Generator, StopScanner
 from chatqa.kvcache import KVStore, load_llama_state, save_llama_state
+from chatqa.weights import resolve
 
 KV_MIN_TOKENS = 1024  # below this, recomputing is about as fast as reading a state from disk
 KV_SAFETY_TOKENS = 2  # the last prefix tokens may merge with the question's first ones when tokenized together

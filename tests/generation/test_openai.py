@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from chatqa.config import GeneratorConfig
-from chatqa.embedded import resolve
 from chatqa.errors import ConfigError, ContextTooLongError, ModelLoadError
 from chatqa.generation import load_generator, load_tokenizer
 from chatqa.generation.openai import OpenAIGenerator, ServerTokenizer
+from chatqa.weights import resolve
 
 pytest.importorskip("llama_cpp.server.app", reason="needs `pip install 'llama-cpp-python[server]'`")
 

@@ -130,7 +130,7 @@ def run(
     progress: bool = False,
 ) -> dict[str, Any]:
     """Calibrate the profile's generator; writes the evidence JSON and the profile unless ``write`` is False."""
-    from chatqa.calibrate_cases import build_cases, estimate, measure_prefill, run_case
+    from chatqa.evaluation.calibrate_cases import build_cases, estimate, measure_prefill, run_case
     from chatqa.generation import load_generator
 
     window = config.generator.context_window

@@ -1,4 +1,4 @@
-"""``chatqa eval run|score|report``: the command-line face of :mod:`chatqa.eval.runner` and ``.report``.
+"""``chatqa eval run|score|report``: the command-line face of :mod:`chatqa.evaluation.runner` and ``.report``.
 
 Registering imports nothing heavy, so ``chatqa --help`` stays fast; option errors (a bad suite name or
 ``--lengths``) are one ``chatqa: error:`` line and exit 2, raised before any model is loaded.
@@ -47,9 +47,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from chatqa.eval.report import score_table
-    from chatqa.eval.runner import run_suite
-    from chatqa.eval.suites import load_suite, parse_lengths
+    from chatqa.evaluation.report import score_table
+    from chatqa.evaluation.runner import run_suite
+    from chatqa.evaluation.suites import load_suite, parse_lengths
     from chatqa.progress import interactive
 
     suite = load_suite(args.suite)  # fail on a bad name or option before loading any model
@@ -88,7 +88,7 @@ def parse_depths(text: str) -> list[float]:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from chatqa.eval.report import score_predictions
+    from chatqa.evaluation.report import score_predictions
 
     scores = score_predictions(args.preds, args.suite)
     if args.json:
@@ -100,7 +100,7 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from chatqa.eval.report import write_report
+    from chatqa.evaluation.report import write_report
 
     run = Path(args.run_dir)
     if not (run / "config.json").is_file():

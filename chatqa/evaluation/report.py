@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from chatqa.errors import InputError
-from chatqa.eval.rundir import length_tag, read_rows
-from chatqa.eval.samples import iter_jsonl
+from chatqa.evaluation.rundir import length_tag, read_rows
+from chatqa.evaluation.samples import iter_jsonl
 
 CSV_FIELDS = ("task", "length", "mode", "n", "score", "refused", "errors", "reused", "input_tokens",
               "seconds_total", "seconds_prefill", "routes_long", "routes_rag", "compute_seconds")  # fmt: skip
@@ -192,8 +192,8 @@ def _markdown(config: dict[str, Any], summary: dict[str, Any], rows: list[dict[s
 def score_predictions(preds: str | Path, suite: str = "infinitebench") -> dict[str, float]:
     """Score official prediction files (``preds_<task>.jsonl``: ``prediction``, ``ground_truth``) with the
     suite's metrics, in percent: reproducing published numbers is what makes our own scores credible."""
-    from chatqa.eval.metrics import score
-    from chatqa.eval.suites import load_suite, metric_for
+    from chatqa.evaluation.metrics import score
+    from chatqa.evaluation.suites import load_suite, metric_for
 
     spec = load_suite(suite)
     if spec.source != "infinitebench":

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
-from chatqa.eval.samples import Sample
+from chatqa.evaluation.samples import Sample
 
 T = TypeVar("T")
 

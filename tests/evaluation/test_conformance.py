@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from chatqa.eval.metrics import INFINITEBENCH_TASKS, score_infinitebench
+from chatqa.evaluation.metrics import INFINITEBENCH_TASKS, score_infinitebench
 
 DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 PREDS_DIR = DATA_DIR / "infinitebench_preds"

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from chatqa.errors import ChatQAError
-from chatqa.eval import run_suite, score_predictions
+from chatqa.evaluation import run_suite, score_predictions
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from chatqa.eval.datasets import (
+from chatqa.evaluation.datasets import (
     CHATRAG_REFUSAL,
     load_gutenberg,
     load_infinitebench,
@@ -22,10 +22,10 @@ from chatqa.eval.datasets import (
     make_ruler_qa,
     make_synthetic_suite,
 )
-from chatqa.eval.samples import Sample, sample_from_dict, sample_to_dict
-from chatqa.eval.suites import load_suite, sample_length, stop_for, template_for
-from chatqa.eval.synthetic import PASSKEY_NOISE, approx_token_count
-from chatqa.eval.templates import (
+from chatqa.evaluation.samples import Sample, sample_from_dict, sample_to_dict
+from chatqa.evaluation.suites import load_suite, sample_length, stop_for, template_for
+from chatqa.evaluation.synthetic import PASSKEY_NOISE, approx_token_count
+from chatqa.evaluation.templates import (
     INFINITEBENCH_MAX_NEW_TOKENS,
     LONGEVAL_MAX_NEW_TOKENS,
     LONGEVAL_TEMPLATE,

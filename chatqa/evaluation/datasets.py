@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from chatqa.eval.samples import DEFAULT_DATA_DIR, Sample, iter_jsonl, require_file
-from chatqa.eval.synthetic import (
+from chatqa.evaluation.samples import DEFAULT_DATA_DIR, Sample, iter_jsonl, require_file
+from chatqa.evaluation.synthetic import (
     approx_token_count,
     make_kv_retrieval,
     make_number_string,
@@ -18,7 +18,7 @@ from chatqa.eval.synthetic import (
     make_ruler_qa,
     make_synthetic_suite,
 )
-from chatqa.eval.templates import INFINITEBENCH_TASKS
+from chatqa.evaluation.templates import INFINITEBENCH_TASKS
 
 __all__ = [
     "CHATRAG_REFUSAL",

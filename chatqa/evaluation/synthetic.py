@@ -17,8 +17,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from chatqa.eval.samples import DEFAULT_DATA_DIR, Sample, require_file
-from chatqa.eval.templates import (
+from chatqa.evaluation.samples import DEFAULT_DATA_DIR, Sample, require_file
+from chatqa.evaluation.templates import (
     RULER_DOCUMENT_TEMPLATE,
     RULER_QA_ANSWER_PREFIX,
     RULER_QA_MAX_NEW_TOKENS,

@@ -17,9 +17,9 @@ from typing import Any
 import yaml
 
 from chatqa.errors import ConfigError, InputError
-from chatqa.eval import datasets as ds
-from chatqa.eval import templates as tpl
-from chatqa.eval.samples import DEFAULT_DATA_DIR, Sample
+from chatqa.evaluation import datasets as ds
+from chatqa.evaluation import templates as tpl
+from chatqa.evaluation.samples import DEFAULT_DATA_DIR, Sample
 
 REPO_SUITES = Path(__file__).resolve().parents[2] / "eval" / "suites"
 Counter = Callable[[str], int]
@@ -29,7 +29,7 @@ Counter = Callable[[str], int]
 class Suite:
     name: str
     source: str  # a key of LOADERS
-    metric: str  # a chatqa.eval.metrics name; "{task}" is filled per sample
+    metric: str  # a chatqa.evaluation.metrics name; "{task}" is filled per sample
     max_new_tokens: int | dict[str, int]  # one budget, or one per task
     args: dict[str, Any] = field(default_factory=dict)
     tasks: list[str] | None = None
@@ -98,7 +98,7 @@ def load_suite(name_or_path: str) -> Suite:
     return suite
 
 
-# -- loaders: each adapts one existing loader/generator in chatqa.eval.datasets to (suite, options) ------------
+# -- loaders: each adapts one existing loader/generator in chatqa.evaluation.datasets to (suite, options) ------------
 def _data(o: SuiteOptions, rel: str | None) -> Path | None:
     return None if rel is None else Path(o.data_dir or DEFAULT_DATA_DIR) / rel
 

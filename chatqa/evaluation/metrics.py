@@ -7,7 +7,7 @@ scorer deliberately departs from it, the docstring says so and why.
 Sources:
 
 * InfiniteBench: OpenBMB/InfiniteBench ``src/compute_scores.py`` at commit 88b3daa (the commit whose
-  ``results/`` predictions and README scores ``tests/eval/test_conformance.py`` reproduces).
+  ``results/`` predictions and README scores ``tests/evaluation/test_conformance.py`` reproduces).
 * ChatRAG Bench: NVIDIA ChatQA ``evaluation/evaluate_f1.py`` and ``metrics.py`` (ParlAI-style token F1).
 * LongEval: DachengLi1/LongChat ``longeval/utils.py``.
 * RULER: NVIDIA/RULER ``scripts/eval/synthetic/constants.py`` and ``scripts/eval/evaluate.py``.

@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from chatqa import ChatQA
-from chatqa.calibrate import effective_window, parse_lengths, write_effective_window
 from chatqa.cli import main
 from chatqa.config import GeneratorConfig, load_profile
 from chatqa.errors import InputError
+from chatqa.evaluation.calibrate import effective_window, parse_lengths, write_effective_window
 from chatqa.generation import Generation, Generator
 from tests.conftest import ROOT, SAMPLE
 
@@ -126,7 +126,7 @@ def test_tiny_real_calibration_writes_evidence_and_profile(tmp_path: Path, capsy
 
 def test_chat_models_get_the_answer_opening_after_the_chat_template() -> None:
     """RULER's answer prefix: without it SmolLM2 spent passkey's 6 tokens on "The pass key is the name"."""
-    from chatqa.calibrate_cases import longeval_cases, passkey_cases
+    from chatqa.evaluation.calibrate_cases import longeval_cases, passkey_cases
     from chatqa.generation import load_generator
 
     config = load_profile("smollm2")

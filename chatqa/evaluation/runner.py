@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from chatqa.errors import ChatQAError, ContextTooLongError, InputError
-from chatqa.eval import rundir
-from chatqa.eval import suites as st
-from chatqa.eval.metrics import score as score_metric
-from chatqa.eval.report import write_report
+from chatqa.evaluation import rundir
+from chatqa.evaluation import suites as st
+from chatqa.evaluation.metrics import score as score_metric
+from chatqa.evaluation.report import write_report
 from chatqa.routing import MODES
 
 DEFAULT_MODES = ("rag", "long", "auto")

@@ -1,11 +1,11 @@
-"""Unit tests for chatqa.eval.metrics on hand-made edge cases, each pinning one rule of an official scorer."""
+"""Unit tests for chatqa.evaluation.metrics on hand-made edge cases, each pinning one rule of an official scorer."""
 
 from __future__ import annotations
 
 import pytest
 
-from chatqa.eval import metrics as m
-from chatqa.eval.metrics import (
+from chatqa.evaluation import metrics as m
+from chatqa.evaluation.metrics import (
     CHATRAG_REFUSAL,
     INFINITEBENCH_TASKS,
     METRICS,

@@ -53,9 +53,9 @@ def _tokens(generator: Generator, prompt: str) -> int:
 
 def passkey_cases(generator: Generator, config: Config, lengths: list[int], depths: list[float], n: int) -> list[Case]:
     """InfiniteBench passkey: the open (completion) templates for base models, the chat set otherwise."""
-    from chatqa.eval.samples import Sample
-    from chatqa.eval.synthetic import make_passkey
-    from chatqa.eval.templates import (
+    from chatqa.evaluation.samples import Sample
+    from chatqa.evaluation.synthetic import make_passkey
+    from chatqa.evaluation.templates import (
         INFINITEBENCH_MAX_NEW_TOKENS,
         INFINITEBENCH_OPEN_TEMPLATES,
         INFINITEBENCH_TEMPLATES,
@@ -89,8 +89,8 @@ def longeval_cases(generator: Generator, config: Config, lengths: list[int], n: 
     """LongEval lines (``n`` per file from ../shared/data/longeval/lines, when present); each case counts for
     the smallest tested length that holds it. Completion prompts end with the answer's opening, as the open
     passkey template does, since a base model does not answer a bare question."""
-    from chatqa.eval.datasets import load_longeval_lines
-    from chatqa.eval.templates import (
+    from chatqa.evaluation.datasets import load_longeval_lines
+    from chatqa.evaluation.templates import (
         LONGEVAL_MAX_NEW_TOKENS,
         LONGEVAL_OPEN_STOPS,
         longeval_open_ending,
@@ -131,7 +131,7 @@ def build_cases(
 
 def measure_prefill(generator: Generator) -> float:
     """Prefill tokens/s on a ~500-token prompt (the first call also warms the model up)."""
-    from chatqa.eval.synthetic import PASSKEY_NOISE
+    from chatqa.evaluation.synthetic import PASSKEY_NOISE
 
     gen = generator.generate(PASSKEY_NOISE * 20, 1)
     return gen.prompt_tokens / max(gen.prefill_s, 1e-3)
@@ -143,7 +143,7 @@ def estimate(cases: list[Case], tok_s: float) -> float:
 
 
 def run_case(generator: Generator, case: Case) -> dict[str, Any]:
-    from chatqa.eval.metrics import score
+    from chatqa.evaluation.metrics import score
 
     start = time.perf_counter()
     gen = generator.generate(case.prompt, case.max_new_tokens, case.stop)
