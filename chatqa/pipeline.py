@@ -19,7 +19,7 @@ from chatqa.config import Config, load_profile
 from chatqa.errors import InputError
 from chatqa.generation import Generation, Generator, Tokenizer, load_generator, load_tokenizer
 from chatqa.index import DocIndex, index_key, open_index
-from chatqa.ingest import Document, read_sources
+from chatqa.ingest import Document, load_documents
 from chatqa.prompting import DECLINE, Prompt, build_prompt, fill_template, format_chunks, format_documents
 from chatqa.retrieval import METHODS, Hit, search
 from chatqa.routing import MODES, Route, decide, fallback
@@ -120,14 +120,7 @@ class ChatQA:
     # -- documents and indexes ----------------------------------------------------------------------
     @staticmethod
     def documents(docs: Sequence[DocLike] | DocLike) -> list[Document]:
-        if isinstance(docs, (str, Path, Document)):
-            docs = [docs]
-        out: list[Document] = []
-        for d in docs:
-            out.extend([d] if isinstance(d, Document) else read_sources([str(d)]))
-        if not out:
-            raise InputError("no document given")
-        return out
+        return load_documents(docs)
 
     def index(self, docs: Sequence[DocLike] | DocLike, rebuild: bool = False, progress: bool = False) -> DocIndex:
         documents = self.documents(docs)
