@@ -95,6 +95,17 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def llama_settings(threads: int, n_ctx: int) -> dict[str, object]:
+    """The context settings chatqa runs llama.cpp with (benchmarks/bench_prefill.py measures the alternatives)."""
+    return {
+        "n_ctx": n_ctx,
+        "n_threads": threads,
+        "n_threads_batch": threads,
+        "n_batch": 512,
+        "flash_attn": True,
+    }
+
+
 class LlamaCppGenerator(Generator):
     kv_store: KVStore | None = None  # set by ChatQA; None keeps prefixes in memory only
     kv_event: dict[str, object] | None = None  # what the store did on the last call (hit/miss, sizes, seconds)
@@ -102,16 +113,8 @@ class LlamaCppGenerator(Generator):
     def __init__(self, config: GeneratorConfig, tokenizer: LlamaTokenizer | None = None) -> None:
         self.config = config
         self._path = resolve(config.model)
-        threads = config.threads or usable_cores()
-        self.llm = _llama(
-            config,
-            n_ctx=config.context_window,
-            n_threads=threads,
-            n_threads_batch=threads,
-            n_batch=512,
-            flash_attn=True,
-            **rope_kwargs(config.rope),
-        )
+        settings = llama_settings(config.threads or usable_cores(), config.context_window)
+        self.llm = _llama(config, **settings, **rope_kwargs(config.rope))
         self.tokenizer = LlamaTokenizer(config, self.llm)
         # A state restored from disk is exact for full-attention models (SmolLM2/Llama: greedy answers match a
         # cold run), but not for sliding-window ones: on Gemma 3 a restored prefix changed the next answer
