@@ -576,6 +576,16 @@ METRICS: dict[str, MetricFn] = {
 """Metric name -> scorer ``f(prediction, gold, **kw) -> float``; the names YAML eval suites may use."""
 
 
+def _qa_contains(prediction: str, gold: Any, **_: Any) -> float:
+    """Accepted-answer containment of our own question sets (decline when there is no accepted answer)."""
+    from chatqa.evaluation.question_sets import contains_answer
+
+    return contains_answer(prediction, gold)
+
+
+METRICS["qa:contains"] = _qa_contains
+
+
 def score(metric: str, prediction: str, gold: Any, **kw: Any) -> float:
     """Score one prediction with the metric named ``metric`` (a key of :data:`METRICS`), in ``[0, 1]``."""
     try:

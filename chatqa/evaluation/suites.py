@@ -123,6 +123,16 @@ def _ruler(s: Suite, o: SuiteOptions, count: Counter) -> list[Sample]:
     return [x for n_tok in o.lengths or [] for x in ds.make_ruler_qa(src, n_tok, n, _seed(s, o), count, data)]
 
 
+def _question_set(s: Suite, o: SuiteOptions, count: Counter) -> list[Sample]:
+    from chatqa.evaluation.question_sets import load_question_set
+
+    path = Path(s.args["path"])
+    if not path.is_absolute() and s.path:
+        path = Path(s.path).parent / path  # next to the suite YAML
+    return load_question_set(path, s.args["docs"], o.data_dir, o.limit, s.args.get("answerable"),
+                             s.args.get("positions"), s.args.get("ids"))  # fmt: skip
+
+
 def _per_file(load: Callable[..., list[Sample]]) -> Callable[[Suite, SuiteOptions, Counter], list[Sample]]:
     def loader(s: Suite, o: SuiteOptions, count: Counter) -> list[Sample]:
         return load(_data(o, s.args.get("path")), limit=min(o.n or 10**9, o.limit or 10**9))
@@ -138,6 +148,7 @@ LOADERS: dict[str, Callable[[Suite, SuiteOptions, Counter], list[Sample]]] = {
     "longeval_topics": _per_file(ds.load_longeval_topics),
     "quac": _per_file(ds.load_quac),
     "narrativeqa": _per_file(ds.load_narrativeqa),
+    "question_set": _question_set,
 }
 GRID_SOURCES = ("synthetic", "ruler_qa")  # the only suites whose lengths (and depths) are chosen by the run
 
