@@ -402,6 +402,7 @@ def test_registry_names():
     expected = {f"infinitebench:{t}" for t in INFINITEBENCH_TASKS} | {
         "chatrag:f1", "chatrag:quac", "chatrag:doqa", "chatrag:inscit", "chatrag:convfinqa",
         "chatrag:unanswerable", "longeval:lines", "longeval:topics", "ruler:substring", "ruler:substring_all",
+        "qa:contains",
     }  # fmt: skip
     assert set(METRICS) == expected
 
