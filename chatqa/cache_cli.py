@@ -33,7 +33,14 @@ def cmd_cache(args: argparse.Namespace) -> int:
     entries = store.entries()
     total = sum(e.bytes for e in entries)
     rows: list[dict[str, Any]] = [
-        {"key": e.key, "bytes": e.bytes, "tokens": e.tokens, "model": e.model, "last_used": e.last_used}
+        {
+            "key": e.key,
+            "bytes": e.bytes,
+            "tokens": e.tokens,
+            "model": e.model,
+            "last_used": e.last_used,
+            "damaged": e.damaged,
+        }
         for e in entries
     ]
     if args.json:
@@ -44,6 +51,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
     print(f"{store.root.resolve()}: {count}, {_gib(total)} of the {_gib(store.max_bytes)} cap")
     for r in rows:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["last_used"]))
+        if r["damaged"]:
+            print(f"  {r['key'][:12]}  {_gib(r['bytes']):>10}  damaged: unreadable, `chatqa cache clear` removes it")
+            continue
         print(f"  {r['key'][:12]}  {_gib(r['bytes']):>10}  {r['tokens']:>7,} tokens  {r['model']}  last used {when}")
     return 0
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ import pytest
 
 from chatqa import ChatQA
 from chatqa.config import load_profile
-from chatqa.kvcache import KVStore, kv_root
+from chatqa.kvcache import MAGIC, KVStore, kv_root
 from tests.conftest import ROOT, SAMPLE
 
 Q1 = "Who was the chief engineer of the canal?"
@@ -149,3 +150,71 @@ def test_sliding_window_models_keep_prefixes_in_memory_only(qa, tmp_path) -> Non
     assert gen.kv_event is None and gen.kv_store.entries() == []
     again = qa.ask(Q2, docs=[doc], mode="long", max_new_tokens=8)
     assert again.usage["cached_tokens"] >= 1024  # the in-memory prefix is still reused
+
+
+# -- issue 11, item 2: a damaged entry is never restored; a damaged header never breaks ls/clear ---------------
+def _damage(path: Path, every: int = 256 * 1024, span: int = 8 * 1024) -> None:
+    """What the issue's probe did: overwrite 8 KiB every 256 KiB of the file, keeping its size."""
+    data = bytearray(path.read_bytes())
+    size = len(data)
+    for at in range(4096, size, every):
+        data[at : at + span] = os.urandom(len(data[at : at + span]))
+    assert len(data) == size
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_state_of_the_same_size_is_a_miss_deleted_and_said_once(tmp_path: Path, capsys) -> None:
+    store = KVStore(tmp_path, max_bytes=10**8)
+    ids = list(range(2000))
+    key = store.key({"test": "damaged"}, ids)
+    store.put(key, ids, os.urandom(2 * 1024 * 1024), {"model": "m"})
+    assert store.get(key, ids) is not None  # intact: a hit
+    _damage(store.path(key))
+    assert store.get(key, ids) is None
+    assert not store.path(key).exists()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "checksum" in err and key[:12] in err
+
+
+def test_one_flipped_byte_in_the_token_ids_is_a_miss(tmp_path: Path) -> None:
+    store = KVStore(tmp_path, max_bytes=10**8)
+    ids = list(range(100))
+    key = store.key({"test": "ids"}, ids)
+    store.put(key, ids, b"state" * 100, {"model": "m"})
+    data = bytearray(store.path(key).read_bytes())
+    data[-len(b"state" * 100) - 4] ^= 1  # inside the last token id
+    store.path(key).write_bytes(bytes(data))
+    assert store.get(key) is None
+
+
+def _write_headerless(path: Path, header: dict) -> None:
+    raw = json.dumps(header).encode()
+    path.write_bytes(MAGIC + struct.pack("<I", len(raw)) + raw + b"\x00" * 64)
+
+
+def test_a_header_missing_a_field_does_not_break_ls_or_clear(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    root = kv_root(load_profile("default").replace(home=str(home)))
+    root.mkdir(parents=True)
+    store = KVStore(root, max_bytes=10**8)
+    good = _put(store, "good")
+    _write_headerless(root / f"{'b' * 64}.kv", {"model": "no tokens field"})
+    _write_headerless(root / f"{'c' * 64}.kv", {"tokens": "many", "state_bytes": None})
+    (root / f"{'d' * 64}.kv").write_bytes(b"not a chatqa entry at all")
+    assert {e.key for e in store.entries()} == {good, "b" * 64, "c" * 64, "d" * 64}
+    assert store.get("b" * 64) is None  # a broken header is a miss, never a crash
+    env = {**os.environ, "CHATQA_HOME": str(home)}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "chatqa.cli", "cache", *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    listed = run("ls", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)["entries"]
+    assert len(rows) == 3 and sum(r["damaged"] for r in rows) == 2  # "b" was deleted by the get above
+    text = run("ls")
+    assert text.returncode == 0 and "damaged" in text.stdout, text.stderr
+    cleared = run("clear", "--json")
+    assert cleared.returncode == 0, cleared.stderr
+    assert json.loads(cleared.stdout)["removed"] == 3 and not list(root.glob("*.kv"))
