@@ -6,6 +6,7 @@ on, and it makes the document a shared prefix across questions, so its KV state 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -84,7 +85,14 @@ def build_prompt(
 
 
 def fill_template(template: str, context: str, question: str) -> Prompt:
-    """Benchmarks bring their own official templates with {context} and {input} placeholders."""
-    before, _, _ = template.partition("{context}")
-    text = template.replace("{context}", context).replace("{input}", question).replace("{question}", question)
-    return Prompt(text, [], len(before) + len(context) if "{context}" in template else 0)
+    """Benchmarks bring their own official templates with {context} and {input} (or {question}) placeholders.
+
+    Single-pass, as ``str.format``: a ``{input}`` inside the document (code tasks have them) stays text."""
+    values = {"context": context, "input": question, "question": question}
+    parts = re.split(r"\{(context|input|question)\}", template)
+    text, context_end = "", 0
+    for i, part in enumerate(parts):
+        text += values[part] if i % 2 else part
+        if i % 2 and part == "context" and not context_end:
+            context_end = len(text)
+    return Prompt(text, [], context_end)

@@ -32,6 +32,13 @@ def register(sub: argparse._SubParsersAction, extra: dict[str, Callable[[argpars
     run.add_argument("--out", default="runs", help="root of run folders (default ./runs)")
     run.add_argument("--top-k", type=int, help="chunks retrieved for RAG (default: profile)")
     run.add_argument("--truncate", choices=["middle"], help="cut the middle of LC inputs over the window")
+    run.add_argument("--variant", help="named prompt variant (LongEval completion: longchat, answer-opening)")
+    run.add_argument(
+        "--judge",
+        metavar="PROFILE",
+        help="LongEval topics: also score with this profile's model as "
+        "LongChat's LLM judge (containment stays the default score)",
+    )
     score = inner.add_parser("score", help="score official prediction files (preds_<task>.jsonl)")
     score.add_argument("--suite", default="infinitebench", help="the suite whose metrics apply")
     score.add_argument("--preds", required=True, help="folder of preds_<task>.jsonl files")
@@ -62,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
         suite, args.profile, modes=[m.strip() for m in args.modes.split(",") if m.strip()], lengths=lengths,
         depths=depths, n=args.n, limit=args.limit, seed=args.seed, data_dir=args.data_dir, out=args.out,
         top_k=args.top_k, truncate=args.truncate, progress=interactive() and not args.json,
-        command=shlex.join(["chatqa", *sys.argv[1:]]),
+        command=shlex.join(["chatqa", *sys.argv[1:]]), variant=args.variant, judge=args.judge,
     )  # fmt: skip
     s = result.summary
     if args.json:

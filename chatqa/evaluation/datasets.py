@@ -91,8 +91,9 @@ def load_infinitebench(data_dir: str | Path, task: str, limit: int | None = None
 _LONGEVAL_SPLIT = {"lines": "Now the record is over.", "topics": "Now the record ends."}
 
 
-def _longeval_files(path_or_dir: Path, kind: str, size: int | None) -> list[Path]:
-    """One file, or the ``<N>_<kind>.jsonl`` files of a directory (``longeval/`` or its ``<kind>/``)."""
+def _longeval_files(path_or_dir: Path, kind: str, size: int | None, sizes: list[int] | None = None) -> list[Path]:
+    """One file, or the ``<N>_<kind>.jsonl`` files of a directory (``longeval/`` or its ``<kind>/``); ``sizes``
+    keeps the files of those N that exist (LongChat's topics results use 5..25 topics, not its 1-topic file)."""
     if path_or_dir.is_file():
         return [path_or_dir]
     folder = path_or_dir / kind if (path_or_dir / kind).is_dir() else path_or_dir
@@ -101,6 +102,8 @@ def _longeval_files(path_or_dir: Path, kind: str, size: int | None) -> list[Path
     if not folder.is_dir():
         raise FileNotFoundError(f"LongEval {kind}: expected directory {folder} not found")
     files = [p for p in folder.glob(f"*_{kind}.jsonl") if p.name.split("_")[0].isdigit()]
+    if sizes:
+        files = [p for p in files if int(p.name.split("_")[0]) in set(sizes)]
     if not files:
         raise FileNotFoundError(f"LongEval {kind}: no <N>_{kind}.jsonl files in {folder}")
     return sorted(files, key=lambda p: int(p.name.split("_")[0]))
@@ -114,9 +117,10 @@ def _split_prompt(prompt: str, kind: str, where: Path) -> tuple[str, str]:
     return prompt[:at], prompt[at:]
 
 
-def _load_longeval(path_or_dir: str | Path | None, kind: str, size: int | None, limit: int | None) -> list[Sample]:
+def _load_longeval(path_or_dir: str | Path | None, kind: str, size: int | None, limit: int | None,
+                   sizes: list[int] | None = None) -> list[Sample]:  # fmt: skip
     samples = []
-    for path in _longeval_files(_data_path(path_or_dir, f"longeval/{kind}"), kind, size):
+    for path in _longeval_files(_data_path(path_or_dir, f"longeval/{kind}"), kind, size, sizes):
         n = path.name.split("_")[0]
         for i, case in enumerate(iter_jsonl(path, limit)):
             context, question = _split_prompt(case["prompt"], kind, path)
@@ -136,7 +140,14 @@ def _load_longeval(path_or_dir: str | Path | None, kind: str, size: int | None, 
                 )
             else:
                 answers = [case["topics"][0]]
-                meta.update(topics=list(case["topics"]), num_topics=len(case["topics"]), label=case["topics"][0])
+                # The files have no token size (prompt_length is -1): the report's axis is the number of topics,
+                # LongChat's own, so each file is its own cell.
+                meta.update(
+                    topics=list(case["topics"]),
+                    num_topics=len(case["topics"]),
+                    label=case["topics"][0],
+                    nominal_length=len(case["topics"]),
+                )
             samples.append(
                 Sample(
                     id=f"longeval-{kind}-{n}-{i}",
@@ -151,17 +162,23 @@ def _load_longeval(path_or_dir: str | Path | None, kind: str, size: int | None, 
 
 
 def load_longeval_lines(
-    path_or_dir: str | Path | None = None, num_lines: int | None = None, limit: int | None = None
+    path_or_dir: str | Path | None = None,
+    num_lines: int | None = None,
+    limit: int | None = None,
+    sizes: list[int] | None = None,
 ) -> list[Sample]:
     """LongEval fine-grained line retrieval; ``limit`` applies per file (per record length)."""
-    return _load_longeval(path_or_dir, "lines", num_lines, limit)
+    return _load_longeval(path_or_dir, "lines", num_lines, limit, sizes)
 
 
 def load_longeval_topics(
-    path_or_dir: str | Path | None = None, num_topics: int | None = None, limit: int | None = None
+    path_or_dir: str | Path | None = None,
+    num_topics: int | None = None,
+    limit: int | None = None,
+    sizes: list[int] | None = None,
 ) -> list[Sample]:
     """LongEval coarse topic retrieval (gold: the first topic); ``limit`` applies per file."""
-    return _load_longeval(path_or_dir, "topics", num_topics, limit)
+    return _load_longeval(path_or_dir, "topics", num_topics, limit, sizes)
 
 
 # ------------------------------------------------------------------------------------- ChatRAG-style QA

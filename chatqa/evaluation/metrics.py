@@ -304,8 +304,6 @@ def score_infinitebench(task: str, prediction: str, ground_truth: Any) -> float:
 CHATRAG_REFUSAL = "Sorry. I cannot find the answer based on the context."
 """The canonical "unanswerable" string: ChatRAG's gold answer for unanswerable turns."""
 
-# QuAC's raw gold marker for an unanswerable question (e.g. in flattened QuAC samples).
-_QUAC_CANNOTANSWER = "CANNOTANSWER"
 
 UNANSWERABLE_KEYPHRASES: tuple[str, ...] = (
     "cannot find", "can't find", "not able to", "unable to", "does not provide", "cannot provide",
@@ -341,45 +339,45 @@ def is_refusal(text: str) -> bool:
 
 
 def _is_gold_refusal(reference: str) -> bool:
-    """Whether a gold answer marks the question unanswerable (ChatRAG's canonical string or QuAC's marker)."""
-    ref = reference.strip()
-    return ref == CHATRAG_REFUSAL or ref.upper() == _QUAC_CANNOTANSWER
+    """Whether a gold answer marks the turn unanswerable: upstream compares the first answer with the
+    canonical refusal (our local QuAC conversion writes that string for QuAC's CANNOTANSWER)."""
+    return reference.strip() == CHATRAG_REFUSAL
 
 
 def _canonical_refusal(text: str) -> str:
-    """Map any refusal (or QuAC's CANNOTANSWER) to :data:`CHATRAG_REFUSAL`, leave other text unchanged."""
-    return CHATRAG_REFUSAL if _is_gold_refusal(text) or is_refusal(text) else text
+    """Map a prediction that contains any refusal keyphrase to :data:`CHATRAG_REFUSAL` (predictions only)."""
+    return CHATRAG_REFUSAL if is_refusal(text) else text
 
 
 def _chatrag_references(references: str | Sequence[str], dataset: str) -> list[str]:
-    """Clean the gold list the way the official loader does: strip, drop empties, INSCIT's extra refusal."""
-    refs = [r.strip() for r in _as_list(references) if r.strip()]
+    """The gold list as upstream scores it: stripped, empties skipped, INSCIT's extra refusal removed."""
+    refs = [r.strip() for r in _as_list(references) if isinstance(r, str) and r.strip()]
     if "inscit" in dataset:
         # INSCIT lists the refusal as an extra reference on every turn; upstream removes it before scoring.
         refs = [r for r in refs if r != CHATRAG_REFUSAL]
-    if not refs:
-        raise ValueError("no non-empty reference; the official scorer skips such items, so must the caller")
     return refs
 
 
-def chatrag_f1(prediction: str, references: str | Sequence[str], dataset: str | None = None) -> float:
-    """ChatRAG Bench token F1 (ParlAI normalisation), best over references.
+def chatrag_f1(prediction: str, references: str | Sequence[str], dataset: str | None = None) -> float | None:
+    """ChatRAG Bench token F1 (ParlAI normalisation), best over references, as ``get_scores.py``.
 
     ``dataset`` selects the per-dataset rules of the official script, by substring as upstream does with file
-    names: for ``quac``/``doqa*`` a refusal is mapped to :data:`CHATRAG_REFUSAL` before F1, so any way of
-    saying "I can't answer" gets full credit on an unanswerable turn. Upstream maps only the prediction (its
-    gold already uses the canonical string); we also map gold refusals (canonical text, QuAC's
-    ``CANNOTANSWER``, or a keyphrase) so raw QuAC gold works. For ``inscit*`` the canonical refusal is
-    removed from the references. A ``</s>`` left in the output is deleted.
+    names: for ``quac``/``doqa*`` a *prediction* containing a refusal keyphrase becomes
+    :data:`CHATRAG_REFUSAL` before F1 (the gold is left alone: gold "He was unable to finish the race in
+    1952." is an answer, not a refusal). For ``inscit*`` the canonical refusal is removed from the
+    references. A ``</s>`` left in the output is deleted; an empty output scores 0.
 
-    Raises ``ValueError`` when no reference is non-empty: upstream leaves such items out of the mean.
+    Returns ``None`` when no reference is non-empty: upstream leaves such items out of the mean.
     """
     name = (dataset or "").lower()
     refs = _chatrag_references(references, name)
+    if not refs:
+        return None
     pred = prediction.strip().replace("</s>", "")
     if "quac" in name or "doqa" in name:
         pred = _canonical_refusal(pred)
-        refs = [_canonical_refusal(r) for r in refs]
+    if not pred:
+        return 0.0
     pred_tokens = chatrag_normalize(pred).split()
     return max(token_f1(pred_tokens, chatrag_normalize(r).split()) for r in refs)
 
@@ -455,21 +453,24 @@ def convfinqa_hit(prediction: str, exe_answer: Any, formula: str | None = None, 
 # --------------------------------------------------------------------------------------------------------
 
 # A comma-grouped number ("2,416", "12,345,678") or a plain run of digits.
+_DIGITS_RE = re.compile(r"\d+")
 _LINES_NUMBER_RE = re.compile(r"\d{1,3}(?:,\d{3})+(?!\d)|\d+")
 
 
-def longeval_lines(prediction: str, expected_number: int) -> float:
+def longeval_lines(prediction: str, expected_number: int, numbers: str = "official") -> float:
     """LongEval line retrieval: the *last* integer in the output equals ``expected_number``.
 
-    Deviation, on purpose: upstream reads numbers with ``\\d+``, so "2,416" would parse as 416 and be wrong.
-    The register values go up to 50000 and models often write thousands separators, so a comma-grouped number
-    (1-3 digits, then groups of exactly 3) is read as one number here. Anything else is unchanged: "12, 34"
-    or "1,23" are still separate numbers. Outputs without separators score exactly as upstream.
+    ``numbers="official"`` reads numbers as upstream does (``re.findall("\\d+", output)``), so "2,416" is
+    read as 416. ``numbers="grouped"`` is a named deviation (suite ``metric_kwargs``): a comma-grouped number
+    (1-3 digits, then groups of exactly 3) is one number; "12, 34" or "1,23" are still two. It is recorded in
+    the run's config with the suite; scores under it are not the official metric.
     """
-    numbers = _LINES_NUMBER_RE.findall(prediction)
-    if not numbers:
+    if numbers not in ("official", "grouped"):
+        raise ValueError(f"numbers must be 'official' or 'grouped', got {numbers!r}")
+    found = (_LINES_NUMBER_RE if numbers == "grouped" else _DIGITS_RE).findall(prediction)
+    if not found:
         return 0.0
-    return float(int(numbers[-1].replace(",", "")) == int(expected_number))
+    return float(int(found[-1].replace(",", "")) == int(expected_number))
 
 
 def _topic_normalize(text: str) -> str:
@@ -525,7 +526,9 @@ def ruler_substring(prediction: str, references: str | Sequence[str], mode: str 
 # Dispatcher
 # --------------------------------------------------------------------------------------------------------
 
-MetricFn = Callable[..., float]
+MetricFn = Callable[..., float | None]
+CHATRAG_F1_DATASETS = ("doc2dial", "quac", "qrecc", "topiocqa", "inscit", "coqa", "hybridial", "doqa_cooking",
+                       "doqa_travel", "doqa_movies", "sqa", "narrativeqa")  # fmt: skip
 
 
 def _infinitebench_metric(task: str) -> MetricFn:
@@ -542,7 +545,7 @@ def _infinitebench_metric(task: str) -> MetricFn:
 def _chatrag_metric(dataset: str | None) -> MetricFn:
     """A registry entry for ChatRAG F1 with the rules of one dataset fixed (``dataset=`` may override)."""
 
-    def metric(prediction: str, gold: Any, **kw: Any) -> float:
+    def metric(prediction: str, gold: Any, **kw: Any) -> float | None:
         return chatrag_f1(prediction, gold, dataset=kw.get("dataset", dataset))
 
     metric.__name__ = f"chatrag_f1_{dataset or 'plain'}"
@@ -563,12 +566,13 @@ def _ruler_metric(prediction: str, gold: Any, **kw: Any) -> float:
 METRICS: dict[str, MetricFn] = {
     **{f"infinitebench:{task}": _infinitebench_metric(task) for task in INFINITEBENCH_TASKS},
     "chatrag:f1": _chatrag_metric(None),
-    "chatrag:quac": _chatrag_metric("quac"),
     "chatrag:doqa": _chatrag_metric("doqa"),
-    "chatrag:inscit": _chatrag_metric("inscit"),
+    **{f"chatrag:{name}": _chatrag_metric(name) for name in CHATRAG_F1_DATASETS},
     "chatrag:convfinqa": _convfinqa_metric,
     "chatrag:unanswerable": lambda prediction, gold, **_: chatrag_unanswerable_correct(prediction, gold),
-    "longeval:lines": lambda prediction, gold, **_: longeval_lines(prediction, int(gold)),
+    "longeval:lines": lambda prediction, gold, **kw: longeval_lines(
+        prediction, int(gold), kw.get("numbers", "official")
+    ),
     "longeval:topics": lambda prediction, gold, **_: longeval_topics(prediction, str(gold)),
     "ruler:substring": _ruler_metric,
     "ruler:substring_all": lambda prediction, gold, **_: ruler_substring(prediction, gold, "all"),
@@ -586,10 +590,12 @@ def _qa_contains(prediction: str, gold: Any, **_: Any) -> float:
 METRICS["qa:contains"] = _qa_contains
 
 
-def score(metric: str, prediction: str, gold: Any, **kw: Any) -> float:
-    """Score one prediction with the metric named ``metric`` (a key of :data:`METRICS`), in ``[0, 1]``."""
+def score(metric: str, prediction: str, gold: Any, **kw: Any) -> float | None:
+    """Score one prediction with the metric named ``metric`` (a key of :data:`METRICS`), in ``[0, 1]``;
+    ``None`` for an item the official scorer leaves out of the mean (ChatRAG: no non-empty reference)."""
     try:
         fn = METRICS[metric]
     except KeyError:
         raise ValueError(f"unknown metric {metric!r}; known: {', '.join(sorted(METRICS))}") from None
-    return float(fn(prediction, gold, **kw))
+    got = fn(prediction, gold, **kw)
+    return None if got is None else float(got)

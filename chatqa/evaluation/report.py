@@ -13,20 +13,56 @@ from typing import Any
 
 from chatqa.errors import InputError
 from chatqa.evaluation.rundir import length_tag, read_rows
-from chatqa.evaluation.samples import iter_jsonl
+from chatqa.evaluation.stats import bootstrap_ci, paired_difference
 
-CSV_FIELDS = ("task", "length", "mode", "n", "score", "refused", "errors", "reused", "input_tokens",
-              "seconds_total", "seconds_prefill", "routes_long", "routes_rag", "compute_seconds")  # fmt: skip
+CSV_FIELDS = ("task", "length", "mode", "n", "n_scored", "score", "ci95_low", "ci95_high", "refused", "errors",
+              "excluded", "reused", "input_tokens", "seconds_total", "seconds_prefill", "routes_long", "routes_rag",
+              "compute_seconds", "judge_score", "unanswerable_acc", "answerable_acc")  # fmt: skip
 
 MARKERS = ("o", "s", "^", "D")
+EXTRA_COLUMNS = (
+    ("judge_score", "judge"),
+    ("unanswerable_acc", "unanswerable acc"),
+    ("answerable_acc", "answerable acc"),
+)
+SINGLE_ROUTES = ("rag", "long")
+# Metrics that are a lower bound of the official one (LongEval topics: containment vs LongChat's LLM judge).
+LOWER_BOUND = {"longeval-topics": "normalised containment, a lower bound of LongChat's GPT-3.5 judge"}
 
 
 def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 4) if values else None
 
 
+def dedupe(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """One row per (task, sample, mode), the first written: two runs into one folder (before run folders
+    were locked) wrote every row twice, and counting both would double n and narrow every interval."""
+    seen: set[tuple[Any, Any, Any]] = set()
+    kept = []
+    for r in rows:
+        key = (r.get("task"), r.get("id"), r.get("mode"))
+        if key not in seen:
+            seen.add(key)
+            kept.append(r)
+    return kept, len(rows) - len(kept)
+
+
+def _scored(r: dict[str, Any]) -> bool:
+    """Counts toward the score: ran (not LC-impossible) and not left out by the official scorer."""
+    return r["route"] != "refused" and not r.get("excluded")
+
+
+def _value(r: dict[str, Any]) -> float:
+    return 100 * (r["score"] or 0.0)  # errors count as 0, visibly (the errors column)
+
+
+def _rate(flags: list[bool]) -> float | None:
+    return round(100 * sum(flags) / len(flags), 2) if flags else None
+
+
 def summarize(rows: list[dict[str, Any]], modes: list[str]) -> list[dict[str, Any]]:
-    """One group per (task, length, mode): score in percent over rows that could run (errors count as 0)."""
+    """One group per (task, length, mode): score in percent over rows that could run (errors count as 0),
+    with n, a 95% bootstrap interval and the refused/error/excluded counts."""
     cells: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
     for r in rows:
         cells.setdefault((r["task"], r["length"] or 0, r["mode"]), []).append(r)
@@ -34,40 +70,83 @@ def summarize(rows: list[dict[str, Any]], modes: list[str]) -> list[dict[str, An
     groups = []
     for (task, length, mode), rs in sorted(cells.items(), key=lambda c: (c[0][0], c[0][1], order.get(c[0][2], 99))):
         ran = [r for r in rs if r["route"] != "refused"]
-        score = _mean([100 * (r["score"] or 0.0) for r in ran])
+        values = [_value(r) for r in rs if _scored(r)]
+        score, ci = _mean(values), bootstrap_ci(values)
+        judged = [100 * r["judge_score"] for r in ran if r.get("judge_score") is not None]
+        unans = [r for r in ran if r.get("gold_unanswerable") is True]
+        ans = [r for r in ran if r.get("gold_unanswerable") is False and r.get("answerable_listed") is not False]
         groups.append({
-            "task": task, "length": length, "mode": mode, "n": len(rs),
-            "score": None if score is None else round(score, 2), "refused": len(rs) - len(ran),
-            "errors": sum(1 for r in ran if r["error"]), "reused": sum(1 for r in rs if r.get("reused")),
+            "task": task, "length": length, "mode": mode, "n": len(rs), "n_scored": len(values),
+            "score": None if score is None else round(score, 2),
+            "ci95": None if ci is None else [round(ci[0], 2), round(ci[1], 2)], "refused": len(rs) - len(ran),
+            "errors": sum(1 for r in ran if r["error"]), "excluded": sum(1 for r in ran if r.get("excluded")),
+            "reused": sum(1 for r in rs if r.get("reused")),
             "input_tokens": _mean([r["input_tokens"] for r in ran]),
             "seconds_total": _mean([r["seconds"]["total"] for r in ran]),
             "seconds_prefill": _mean([r["seconds"]["prefill"] for r in ran]),
             "routes": {route: sum(1 for r in ran if r["route"] == route) for route in ("long", "rag")},
             "compute_seconds": round(sum(r.get("compute_seconds", 0.0) for r in rs), 3),
+            "judge_score": _mean(judged), "unanswerable_acc": _rate([bool(r.get("refusal")) for r in unans]),
+            "answerable_acc": _rate([not r.get("refusal") for r in ans]),
         })  # fmt: skip
     return groups
+
+
+def _per_sample(rows: list[dict[str, Any]], task: str, mode: str, length: int | None) -> dict[str, float]:
+    return {str(r["id"]): _value(r) for r in rows if r["task"] == task and r["mode"] == mode and _scored(r)
+            and (length is None or (r["length"] or 0) == length)}  # fmt: skip
+
+
+def compare(rows: list[dict[str, Any]], modes: list[str]) -> list[dict[str, Any]]:
+    """Paired mode-vs-mode differences per task (all lengths pooled) and per (task, length): rag vs long,
+    and each other mode (auto, self-route) vs the best single route on the samples where all of them ran."""
+    out = []
+    keys = sorted({(r["task"], r["length"] or 0) for r in rows})
+    for task in sorted({t for t, _ in keys}):
+        for length in [None, *sorted(L for t, L in keys if t == task)]:
+            per = {m: _per_sample(rows, task, m, length) for m in modes}
+            pairs = [("rag", "long")] if {"rag", "long"} <= set(modes) else []
+            for other in (m for m in modes if m not in SINGLE_ROUTES):
+                singles = [m for m in SINGLE_ROUTES if m in modes]
+                common = set(per[other]).intersection(*(per[m] for m in singles)) if singles else set()
+                if common:
+                    best = max(singles, key=lambda m: sum(per[m][k] for k in common))
+                    pairs.append((other, best))
+            for a, b in pairs:
+                if a == "rag" and b == "long":
+                    diff = paired_difference(per[a], per[b])
+                else:  # vs the best single route, on the samples where every single route ran
+                    singles = [m for m in SINGLE_ROUTES if m in modes]
+                    common = set(per[a]).intersection(*(per[m] for m in singles))
+                    diff = paired_difference({k: per[a][k] for k in common}, {k: per[b][k] for k in common})
+                if diff is not None:
+                    out.append({"task": task, "length": length, "a": a, "b": b, **diff})
+    return out
 
 
 def write_report(run: Path) -> dict[str, Any]:
     """Rebuild summary.json, summary.csv, the two plots and report.md of a run folder; returns the summary."""
     run = Path(run)
     config = json.loads((run / "config.json").read_text(encoding="utf-8"))
-    rows = read_rows(run / "rows.jsonl", repair=False)
+    rows, duplicates = dedupe(read_rows(run / "rows.jsonl", repair=False))
     modes = list(config["options"]["modes"])
     groups = summarize(rows, modes)
     summary = {
         "suite": config["suite"]["name"], "profile": config["profile"]["name"], "command": config["command"],
-        "rows": len(rows), "errors": sum(g["errors"] for g in groups), "refused": sum(g["refused"] for g in groups),
+        "template_set": config.get("template_set"), "rows": len(rows), "duplicates_dropped": duplicates,
+        "errors": sum(g["errors"] for g in groups), "refused": sum(g["refused"] for g in groups),
         "compute_seconds": round(sum(r.get("compute_seconds", 0.0) for r in rows), 3),
         "load_seconds": round(sum(i.get("load_seconds", 0.0) for i in config.get("invocations", [])), 3),
-        "groups": groups,
+        "groups": groups, "comparisons": compare(rows, modes),
     }  # fmt: skip
     (run / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     with (run / "summary.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, CSV_FIELDS)
         writer.writeheader()
         for g in groups:
-            flat = {**g, "routes_long": g["routes"]["long"], "routes_rag": g["routes"]["rag"]}
+            ci = g["ci95"] or [None, None]
+            flat = {**g, "routes_long": g["routes"]["long"], "routes_rag": g["routes"]["rag"], "ci95_low": ci[0],
+                    "ci95_high": ci[1]}  # fmt: skip
             writer.writerow({k: flat[k] for k in CSV_FIELDS})
     _plots(run, groups, modes)
     (run / "report.md").write_text(_markdown(config, summary, rows, modes), encoding="utf-8")
@@ -75,11 +154,21 @@ def write_report(run: Path) -> dict[str, Any]:
 
 
 def _by_mode_length(groups: list[dict[str, Any]], key: str) -> dict[tuple[str, int], float]:
-    """Macro average over tasks of ``key`` per (mode, length), skipping cells where LC was impossible."""
-    acc: dict[tuple[str, int], list[float]] = {}
+    """Macro average over tasks of ``key`` per (mode, length), over the tasks where *every* mode has a score at
+    that length: averaging rag over four tasks and long over the two where it fit would compare different
+    things. A length where LC fit no task keeps the other modes' points (long has none there)."""
+    ran: dict[tuple[str, int], set[str]] = {}
     for g in groups:
-        if g["score"] is not None and g[key] is not None:
-            acc.setdefault((g["mode"], g["length"]), []).append(g[key])
+        if g["score"] is not None:
+            ran.setdefault((g["task"], g["length"]), set()).add(g["mode"])
+    acc: dict[tuple[str, int], list[float]] = {}
+    for length in {g["length"] for g in groups}:
+        cells = {task: m for (task, at), m in ran.items() if at == length}
+        present = set().union(*cells.values())
+        full = [task for task, m in cells.items() if m == present]
+        for g in groups:
+            if g["length"] == length and g["task"] in full and g["score"] is not None and g[key] is not None:
+                acc.setdefault((g["mode"], length), []).append(g[key])
     return {k: sum(v) / len(v) for k, v in acc.items()}
 
 
@@ -134,7 +223,32 @@ def _cell(g: dict[str, Any] | None) -> str:
         return "n/a (LC impossible)"
     marks = f", {g['errors']} err" if g["errors"] else ""
     marks += f", {g['refused']} n/a" if g["refused"] else ""
-    return f"{g['score']:.1f} ({g['seconds_total']:.2f}s{marks})"
+    ci = f" [{g['ci95'][0]:.0f}, {g['ci95'][1]:.0f}]" if g.get("ci95") else ""
+    return f"{g['score']:.1f}{ci} (n={g.get('n_scored', g['n'])}, {g['seconds_total']:.2f}s{marks})"
+
+
+def _comparison_lines(comparisons: list[dict[str, Any]]) -> list[str]:
+    """The paired comparisons, all lengths pooled first; each says whether it is inside the noise."""
+    if not comparisons:
+        return []
+    lines = ["## Paired comparisons (same samples, A minus B, points)", "",
+             "| task | length | A vs B | n pairs | difference [95% CI] | A better / worse | reading |",
+             "|---|---:|---|---:|---|---|---|"]  # fmt: skip
+    for c in comparisons:
+        length = "all" if c["length"] is None else (length_tag(c["length"]) if c["length"] else "-")
+        reading = "inside the noise" if c["inside_noise"] else (f"{c['a']} better" if c["diff"] > 0 else
+                                                                 f"{c['b']} better")  # fmt: skip
+        lines.append(
+            f"| {c['task']} | {length} | {c['a']} vs {c['b']} | {c['n']} | {c['diff']:+.1f} "
+            f"[{c['ci95'][0]:+.1f}, {c['ci95'][1]:+.1f}] | {c['wins']} / {c['losses']} | {reading} |"
+        )
+    return [
+        *lines,
+        "",
+        "*best single route*: of rag and long, the one with the higher total on the samples "
+        "where every mode ran; a difference whose interval holds 0 is inside the noise.",
+        "",
+    ]
 
 
 def score_table(groups: list[dict[str, Any]], modes: list[str]) -> list[str]:
@@ -157,20 +271,30 @@ def _markdown(config: dict[str, Any], summary: dict[str, Any], rows: list[dict[s
         f"truncation {opts['truncate'] or 'none'}; chatqa {config['chatqa_version']} on "
         f"{config['machine']['platform']} ({config['machine']['cpu_count']} CPUs).", "",
         f"Command: `{summary['command']}`", "",
-        "## Score (mean cost in seconds per question)", "", *score_table(groups, modes),
+        f"Prompt set: `{summary.get('template_set') or 'not recorded'}`.", "",
+        "## Score [95% bootstrap interval] (n scored, mean cost in seconds per question)", "",
+        *score_table(groups, modes),
     ]  # fmt: skip
     lines += [
         "", "Scores are percentages (official metric). *n/a*: long context impossible, the document does not fit "
-        "the window; those rows are left out of the score, not counted as 0. Errors count as 0.", "",
-        "## Details", "", "| task | length | mode | n | score | refused | errors | reused | input tokens | "
-        "s total | s prefill | routes long/rag |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "the window; those rows are left out of the score, not counted as 0. Errors count as 0. Intervals are "
+        "95% percentile bootstraps of the mean over the cell's samples: with n of 10, one sample moves a score "
+        "by 10 points.", *[f"\n`{t}` is scored by {why}." for t, why in LOWER_BOUND.items()
+                           if any(g["task"] == t for g in groups)], "",
+        *_comparison_lines(summary.get("comparisons", [])),
+        "## Details", "", "| task | length | mode | n | score | 95% CI | refused | errors | excluded | reused | "
+        "input tokens | s total | s prefill | routes long/rag | extra |",
+        "|---|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]  # fmt: skip
     for g in groups:
         fmt = [f"{g[k]:.2f}" if g[k] is not None else "-" for k in ("seconds_total", "seconds_prefill")]
         tokens = f"{g['input_tokens']:,.0f}" if g["input_tokens"] is not None else "-"
+        ci = f"{g['ci95'][0]:.1f}-{g['ci95'][1]:.1f}" if g.get("ci95") else "-"
+        extra = "; ".join(f"{label} {g[k]:.1f}" for k, label in EXTRA_COLUMNS if g.get(k) is not None)
         lines.append(f"| {g['task']} | {length_tag(g['length']) if g['length'] else '-'} | {g['mode']} | {g['n']} | "
-                     f"{'n/a' if g['score'] is None else g['score']} | {g['refused']} | {g['errors']} | {g['reused']} "
-                     f"| {tokens} | {fmt[0]} | {fmt[1]} | {g['routes']['long']}/{g['routes']['rag']} |")  # fmt: skip
+                     f"{'n/a' if g['score'] is None else g['score']} | {ci} | {g['refused']} | {g['errors']} | "
+                     f"{g.get('excluded', 0)} | {g['reused']} | {tokens} | {fmt[0]} | {fmt[1]} | "
+                     f"{g['routes']['long']}/{g['routes']['rag']} | {extra or '-'} |")  # fmt: skip
     reused = sum(g["reused"] for g in groups)
     lines += [
         "", "## Cost and compute", "",
@@ -191,7 +315,10 @@ def _markdown(config: dict[str, Any], summary: dict[str, Any], rows: list[dict[s
 
 def score_predictions(preds: str | Path, suite: str = "infinitebench") -> dict[str, float]:
     """Score official prediction files (``preds_<task>.jsonl``: ``prediction``, ``ground_truth``) with the
-    suite's metrics, in percent: reproducing published numbers is what makes our own scores credible."""
+    suite's metrics, in percent: reproducing published numbers is what makes our own scores credible.
+
+    A malformed row (not a JSON object, a missing or non-string ``prediction``) is a one-line error naming the
+    file and line; a file with no rows says so instead of scoring 0.00."""
     from chatqa.evaluation.metrics import score
     from chatqa.evaluation.suites import load_suite, metric_for
 
@@ -205,11 +332,39 @@ def score_predictions(preds: str | Path, suite: str = "infinitebench") -> dict[s
     for task in spec.tasks or []:
         path = folder / f"preds_{task}.jsonl"
         if path.is_file():
-            try:
-                got = [score(metric_for(spec, task), r["prediction"], r["ground_truth"]) for r in iter_jsonl(path)]
-            except (KeyError, ValueError) as exc:
-                raise InputError(f"{path}: not an InfiniteBench predictions file ({exc})") from None
-            out[task] = round(100 * sum(got) / max(1, len(got)), 2)
+            got = [_score_row(score, metric_for(spec, task), path, no, row) for no, row in _pred_rows(path)]
+            if not got:
+                raise InputError(f"{path}: no rows (an empty predictions file has no score)")
+            out[task] = round(100 * sum(got) / len(got), 2)
     if not out:
         raise InputError(f"{folder}: no preds_<task>.jsonl file for any of {', '.join(spec.tasks or [])}")
     return out
+
+
+def _pred_rows(path: Path) -> list[tuple[int, Any]]:
+    """(line number, parsed JSON) of every non-blank line; a line that is not JSON is a one-line error."""
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for no, line in enumerate(handle, 1):
+            if line.strip():
+                try:
+                    rows.append((no, json.loads(line)))
+                except json.JSONDecodeError:
+                    raise InputError(f"{path} line {no}: not a JSON row") from None
+    return rows
+
+
+def _score_row(score: Any, metric: str, path: Path, no: int, row: Any) -> float:
+    if not isinstance(row, dict):
+        raise InputError(f"{path} line {no}: a row must be a JSON object with prediction and ground_truth, "
+                         f"got a JSON {type(row).__name__}")  # fmt: skip
+    if not isinstance(row.get("prediction"), str) or "ground_truth" not in row:
+        if "prediction" not in row or "ground_truth" not in row:
+            what = "prediction" if "prediction" not in row else "ground_truth"
+            raise InputError(f"{path} line {no}: not an InfiniteBench predictions row ({what} missing)")
+        kind = "null" if row["prediction"] is None else type(row["prediction"]).__name__
+        raise InputError(f"{path} line {no}: prediction must be a string, got {kind}")
+    try:
+        return float(score(metric, row["prediction"], row["ground_truth"]) or 0.0)
+    except (KeyError, ValueError, TypeError, IndexError) as exc:
+        raise InputError(f"{path} line {no}: cannot score this row ({type(exc).__name__}: {exc})") from None

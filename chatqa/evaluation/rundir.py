@@ -33,11 +33,12 @@ def length_tag(n: int) -> str:
 
 
 def run_name(cfg: Any, modes: list[str], lengths: list[int] | None, k: int, seed: int | None,
-             truncate: str | None) -> str:  # fmt: skip
+             truncate: str | None, variant: str | None = None) -> str:  # fmt: skip
     parts = [cfg.name, cfg.generator.model, cfg.retriever.model, f"c{cfg.chunking.chunk_tokens}", f"k{k}",
              "-".join(modes), "-".join(map(length_tag, lengths)) if lengths else "all"]  # fmt: skip
     parts += [f"s{seed}"] if seed is not None else []
     parts += [f"t{truncate}"] if truncate else []
+    parts += [f"v{variant}"] if variant else []
     return "__".join(slug(p) for p in parts)
 
 
@@ -54,7 +55,10 @@ def _fingerprint(config: dict[str, Any]) -> dict[str, Any]:
     profile = {k: v for k, v in config["profile"].items() if k not in IGNORED_PROFILE_KEYS}
     profile["routing"] = {k: v for k, v in profile.get("routing", {}).items() if k != "mode"}  # modes are explicit
     options = {k: v for k, v in config["options"].items() if k not in ("limit", "n")}  # more samples extend a run
-    return _flatten({"suite": suite, "profile": profile, "options": options})
+    # The prompt set is part of what is measured; effective_window only steers `auto` (recorded per invocation).
+    profile["generator"] = {k: v for k, v in profile.get("generator", {}).items() if k != "effective_window"}
+    return _flatten({"suite": suite, "profile": profile, "options": options,
+                     "template_set": config.get("template_set")})  # fmt: skip
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -71,23 +75,63 @@ def _command(spec: Any, cfg: Any, options: dict[str, Any]) -> str:
     """The CLI line equivalent to a Python-API call, so every report says how to reproduce it."""
     args = ["chatqa", "eval", "run", "--suite", spec.path or spec.name, "--profile", cfg.name,
             "--modes", ",".join(options["modes"])]  # fmt: skip
-    for opt in ("lengths", "depths", "n", "limit", "seed", "data_dir", "top_k", "truncate"):
+    for opt in ("lengths", "depths", "n", "limit", "seed", "data_dir", "top_k", "truncate", "variant", "judge"):
         value = options.get(opt)
         if value is not None:
             args += [f"--{opt.replace('_', '-')}", ",".join(map(str, value)) if isinstance(value, list) else str(value)]
     return shlex.join(args)
 
 
-def prepare(out: Path, spec: Any, cfg: Any, modes: list[str], opts: Any, ask: dict[str, Any],
+def run_path(out: Path, spec: Any, cfg: Any, modes: list[str], opts: Any, ask: dict[str, Any]) -> Path:
+    """Where a run with these settings lives: ``<out>/<suite>/<name encoding the configuration>``."""
+    return out / slug(spec.name) / run_name(cfg, modes, opts.lengths, ask["top_k"], opts.seed, ask["truncate"],
+                                            getattr(opts, "variant", None))  # fmt: skip
+
+
+@contextlib.contextmanager
+def lock(run: Path) -> Iterator[None]:
+    """Hold the run folder for one writer: two runs appending to one rows.jsonl would duplicate every row.
+
+    An OS lock (``flock``) on ``<run>/.lock``: released by the kernel when the process dies, so a killed run
+    never leaves the folder locked."""
+    import fcntl
+
+    run.mkdir(parents=True, exist_ok=True)
+    handle = (run / ".lock").open("a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise InputError(f"{run} is in use by another `chatqa eval run` ({holder}); wait for it to finish "
+                             "or use another --out") from None  # fmt: skip
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def prepare(run: Path, spec: Any, cfg: Any, modes: list[str], opts: Any, ask: dict[str, Any],
             command: str | None) -> Path:  # fmt: skip
-    """Create or reopen the run folder; a reopened one must have been made with the same configuration."""
-    run = out / slug(spec.name) / run_name(cfg, modes, opts.lengths, ask["top_k"], opts.seed, ask["truncate"])
-    options = {**asdict(opts), "modes": modes, "top_k": ask["top_k"], "truncate": ask["truncate"]}
+    """Create or reopen the run folder; a reopened one must have been made with the same configuration.
+
+    Every invocation that writes rows is recorded with its command, the profile as it was then (effective
+    window included: calibration may change it between a run and its resume) and the template set."""
+    options = {**asdict(opts), "modes": modes, "top_k": ask["top_k"], "truncate": ask["truncate"],
+               "judge": ask.get("judge_profile")}  # fmt: skip
     from chatqa import __version__
 
-    config = {"suite": spec.to_dict(), "options": options, "profile": cfg.to_dict(),
-              "command": command or _command(spec, cfg, options), "chatqa_version": __version__,
-              "machine": machine(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
+    profile = cfg.to_dict()
+    config = {"suite": spec.to_dict(), "options": options, "profile": profile,
+              "template_set": ask.get("template_set"), "command": command or _command(spec, cfg, options),
+              "chatqa_version": __version__, "machine": machine(),
+              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
+    invocation = {k: config[k] for k in ("command", "created", "machine", "chatqa_version", "template_set")}
+    invocation["profile"] = {k: v for k, v in profile.items() if k not in IGNORED_PROFILE_KEYS}
     path = run / "config.json"
     if path.is_file():
         old = json.loads(path.read_text(encoding="utf-8"))
@@ -96,11 +140,11 @@ def prepare(out: Path, spec: Any, cfg: Any, modes: list[str], opts: Any, ask: di
                 if before.get(k) != now.get(k)]  # fmt: skip
         if diff:
             raise InputError(f"{run} holds a run with other settings ({'; '.join(diff[:3])}); use another --out")
-        old.setdefault("invocations", []).append({k: config[k] for k in ("command", "created", "machine")})
+        old.setdefault("invocations", []).append(invocation)
         config = old
     else:
         run.mkdir(parents=True, exist_ok=True)
-        config["invocations"] = [{k: config[k] for k in ("command", "created", "machine")}]
+        config["invocations"] = [invocation]
     _write_json(path, config)
     return run
 

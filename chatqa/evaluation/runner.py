@@ -103,20 +103,29 @@ def run_one(qa: Any, suite: st.Suite, sample: Any, mode: str, cache: GenerationC
         "reason": None, "k": None, "chunk_tokens": qa.config.chunking.chunk_tokens, "input_tokens": 0,
         "output_tokens": 0, "cached_tokens": 0, "document_tokens": None, "seconds": dict.fromkeys(SECONDS, 0.0),
         "compute_seconds": 0.0, "truncated": False, "reused": False, "prompt_key": None, "prediction": None,
-        "gold": st.gold_for(suite, sample), "score": 0.0, "error": None,
+        "gold": st.gold_for(suite, sample), "score": 0.0, "error": None, "template_set": ask.get("template_set"),
     }  # fmt: skip
     from chatqa.ingest import Document
 
     cache.calls = []
     start = time.perf_counter()
+    fmt, variant = qa.config.generator.prompt_format, ask.get("variant")
     try:
+        render = qa.generator.render_chat if fmt == "chat" else None
+        template = st.template_for(suite, sample, fmt, render, variant)
         ans = qa.ask(st.question_for(suite, sample), docs=[Document.from_text(sample.context, sample.id)],
-                     messages=sample.messages, mode=mode, template=st.template_for(suite, sample,
-                     qa.config.generator.prompt_format), max_new_tokens=st.max_new_tokens_for(suite, sample.task),
-                     stop=st.stop_for(suite, sample, qa.config.generator.prompt_format), **ask)  # fmt: skip
+                     messages=sample.messages, mode=mode, template=template, top_k=ask["top_k"],
+                     truncate=ask["truncate"], max_new_tokens=st.max_new_tokens_for(suite, sample.task, fmt, variant),
+                     stop=st.stop_for(suite, sample, fmt, variant))  # fmt: skip
         row.update(_answer_fields(ans, cache))
         metric = st.metric_for(suite, sample.task)
-        row["score"] = float(score_metric(metric, ans.answer, row["gold"], **suite.metric_kwargs))
+        got = score_metric(metric, ans.answer, row["gold"], **st.metric_kwargs_for(suite, sample))
+        row["score"] = None if got is None else float(got)
+        if got is None:
+            row["excluded"] = "no non-empty reference (left out of the mean, as the official scorer does)"
+        row.update(st.row_extras(suite, sample, ans.answer))
+        if ask.get("judge") is not None and sample.task == "longeval-topics":
+            row.update(judge=ask["judge"].profile, judge_score=ask["judge"](str(row["gold"]), ans.answer))
     except ContextTooLongError as exc:
         if mode != "long":
             row["error"] = one_line(exc)
@@ -168,10 +177,14 @@ def run_suite(
     qa: Any = None,
     progress: bool = False,
     command: str | None = None,
+    variant: str | None = None,
+    judge: str | None = None,
 ) -> RunResult:
     """Run ``suite`` for every mode, resuming into its run folder, and rebuild the summary and report.
 
-    ``qa`` reuses an already loaded :class:`chatqa.ChatQA` (its config wins over ``profile``/``overrides``)."""
+    ``qa`` reuses an already loaded :class:`chatqa.ChatQA` (its config wins over ``profile``/``overrides``).
+    ``variant`` names a prompt variant (LongEval completion prompts); ``judge`` a profile whose model judges
+    LongEval topic answers as LongChat's GPT-3.5 judge does (the containment score stays the default)."""
     spec = suite if isinstance(suite, st.Suite) else st.load_suite(suite)
     modes = list(dict.fromkeys(modes))
     bad = [m for m in modes if m not in MODES]
@@ -183,28 +196,40 @@ def run_suite(
         raise InputError("--limit must be at least 1")
     lengths = st.parse_lengths(lengths) if lengths else None
     data = str(Path(data_dir).expanduser().resolve()) if data_dir else None
-    opts = st.resolve_options(spec, st.SuiteOptions(lengths, list(depths or []) or None, n, limit, seed, data))
+    opts = st.resolve_options(spec, st.SuiteOptions(lengths, list(depths or []) or None, n, limit, seed, data,
+                                                     variant))  # fmt: skip
+    if judge and spec.source != "longeval_topics":
+        raise InputError(f"--judge applies to LongEval topics; suite {spec.name} is scored by its own metric")
     if qa is None:
         from chatqa.pipeline import ChatQA
 
         qa = ChatQA.from_profile(profile, **(overrides or {}))
     cfg = qa.config
-    ask = {"top_k": top_k or cfg.retrieval.top_k, "truncate": truncate or cfg.routing.truncate}
+    template_set = st.template_set_for(spec, cfg.generator.prompt_format, opts.variant)
+    ask = {"top_k": top_k or cfg.retrieval.top_k, "truncate": truncate or cfg.routing.truncate,
+           "variant": opts.variant, "template_set": template_set, "judge_profile": judge}  # fmt: skip
     samples = st.build_samples(spec, opts, qa.tokenizer.count)  # bad data fails before a folder is made
-    run = rundir.prepare(Path(out), spec, cfg, modes, opts, ask, command)
-    done_rows = rundir.read_rows(run / "rows.jsonl")
-    done = {(r["task"], r["id"], r["mode"]) for r in done_rows}
-    todo = [(s, m) for s in samples for m in modes if (s.task, s.id, m) not in done]
-    try:
-        if todo:  # a finished run only rebuilds its report: no model is loaded
-            rundir.note(run, load_seconds=_preload(qa, modes))
-            with GenerationCache(qa.generator, done_rows) as cache, rundir.Appender(run / "rows.jsonl") as rows, \
-                    rundir.bar(progress, len(todo), spec.name) as advance:  # fmt: skip
-                for sample, mode in todo:
-                    rows.write(run_one(qa, spec, sample, mode, cache, ask))
-                    advance(f"{sample.id} {mode}")
-    except BaseException:  # interrupted (Ctrl-C) or a bug: what was written is still reported
-        with contextlib.suppress(Exception):
-            write_report(run)
-        raise
-    return RunResult(run, write_report(run), len(todo), len(samples) * len(modes) - len(todo))
+    run = rundir.run_path(Path(out), spec, cfg, modes, opts, ask)
+    with rundir.lock(run):  # a second `chatqa eval run` into this folder fails at once instead of doubling rows
+        rundir.prepare(run, spec, cfg, modes, opts, ask, command)
+        done_rows = rundir.read_rows(run / "rows.jsonl")
+        done = {(r["task"], r["id"], r["mode"]) for r in done_rows}
+        todo = [(s, m) for s in samples for m in modes if (s.task, s.id, m) not in done]
+        try:
+            if todo:  # a finished run only rebuilds its report: no model is loaded
+                rundir.note(run, load_seconds=_preload(qa, modes))
+                if judge:
+                    from chatqa.evaluation.judge import TopicJudge
+
+                    ask["judge"] = TopicJudge.from_profile(judge)
+                with GenerationCache(qa.generator, done_rows) as cache, \
+                        rundir.Appender(run / "rows.jsonl") as rows, \
+                        rundir.bar(progress, len(todo), spec.name) as advance:  # fmt: skip
+                    for sample, mode in todo:
+                        rows.write(run_one(qa, spec, sample, mode, cache, ask))
+                        advance(f"{sample.id} {mode}")
+        except BaseException:  # interrupted (Ctrl-C) or a bug: what was written is still reported
+            with contextlib.suppress(Exception):
+                write_report(run)
+            raise
+        return RunResult(run, write_report(run), len(todo), len(samples) * len(modes) - len(todo))

@@ -7,6 +7,7 @@ then ``./eval/suites``, then the repository's own.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from chatqa.evaluation.samples import DEFAULT_DATA_DIR, Sample
 
 REPO_SUITES = Path(__file__).resolve().parents[2] / "eval" / "suites"
 Counter = Callable[[str], int]
+Render = Callable[[list[dict[str, str]]], str]
 
 
 @dataclass
@@ -35,6 +37,7 @@ class Suite:
     tasks: list[str] | None = None
     gold: str = "label"  # label (meta["label"]) | answers | meta.<key>
     template: str | None = None  # infinitebench:<task> | longeval | ruler:qa | None (profile format)
+    variant: str | None = None  # a named prompt variant (LongEval completion: longchat | answer-opening)
     metric_kwargs: dict[str, Any] = field(default_factory=dict)
     questions: dict[str, str] = field(default_factory=dict)  # per task, when the data has no question text
     lengths: list[int] | None = None
@@ -57,6 +60,7 @@ class SuiteOptions:
     limit: int | None = None  # at most this many samples per (task, length, depth) cell, or per task/file
     seed: int | None = None
     data_dir: str | None = None
+    variant: str | None = None
 
 
 def parse_lengths(text: str | list[Any]) -> list[int]:
@@ -118,9 +122,15 @@ def _infinitebench(s: Suite, o: SuiteOptions, count: Counter) -> list[Sample]:
 
 
 def _ruler(s: Suite, o: SuiteOptions, count: Counter) -> list[Sample]:
+    """RULER QA; HotpotQA reads the full dev distractor file (``hotpot_dev_distractor_v1.json``) when the data
+    folder has it or the suite names it (``args.file``), else the shared first-500 file."""
     n = min(o.n or 1, o.limit or o.n or 1)
     src, data = s.args["source"], o.data_dir or None
-    return [x for n_tok in o.lengths or [] for x in ds.make_ruler_qa(src, n_tok, n, _seed(s, o), count, data)]
+    file = s.args.get("file")
+    if not file and src == "hotpotqa":
+        full = [Path(data or DEFAULT_DATA_DIR) / d / "hotpot_dev_distractor_v1.json" for d in ("", "squad_hotpotqa")]
+        file = next((str(f) for f in full if f.is_file()), None)
+    return [x for n_tok in o.lengths or [] for x in ds.make_ruler_qa(src, n_tok, n, _seed(s, o), count, data, file)]
 
 
 def _question_set(s: Suite, o: SuiteOptions, count: Counter) -> list[Sample]:
@@ -135,9 +145,23 @@ def _question_set(s: Suite, o: SuiteOptions, count: Counter) -> list[Sample]:
 
 def _per_file(load: Callable[..., list[Sample]]) -> Callable[[Suite, SuiteOptions, Counter], list[Sample]]:
     def loader(s: Suite, o: SuiteOptions, count: Counter) -> list[Sample]:
-        return load(_data(o, s.args.get("path")), limit=min(o.n or 10**9, o.limit or 10**9))
+        extra = {"sizes": s.args["sizes"]} if "sizes" in s.args else {}
+        return load(_data(o, s.args.get("path")), limit=min(o.n or 10**9, o.limit or 10**9), **extra)
 
     return loader
+
+
+def _chatrag(s: Suite, o: SuiteOptions, count: Counter) -> list[Sample]:
+    from chatqa.evaluation.chatrag import load_chatrag
+
+    limit = min(o.n or 10**9, o.limit or 10**9)
+    index = s.args.get("quac_answerable_index")  # a JSON list of ints (ChatQA's evaluation_utils.py)
+    listed = set(json.loads(Path(index).expanduser().read_text(encoding="utf-8"))) if index else None
+    return [
+        x
+        for t in s.tasks or []
+        for x in load_chatrag(o.data_dir or "", t, limit, count, answerable_index=listed if t == "quac" else None)
+    ]
 
 
 LOADERS: dict[str, Callable[[Suite, SuiteOptions, Counter], list[Sample]]] = {
@@ -149,7 +173,9 @@ LOADERS: dict[str, Callable[[Suite, SuiteOptions, Counter], list[Sample]]] = {
     "quac": _per_file(ds.load_quac),
     "narrativeqa": _per_file(ds.load_narrativeqa),
     "question_set": _question_set,
+    "chatrag": _chatrag,
 }
+CHATRAG_SOURCES = ("chatrag", "quac", "narrativeqa")
 GRID_SOURCES = ("synthetic", "ruler_qa")  # the only suites whose lengths (and depths) are chosen by the run
 
 
@@ -159,11 +185,13 @@ def resolve_options(suite: Suite, opts: SuiteOptions) -> SuiteOptions:
         raise InputError(f"suite {suite.name} has fixed lengths: --lengths/--depths apply to generated suites")
     if suite.source == "infinitebench" and not opts.data_dir:
         raise InputError("suite infinitebench needs --data-dir: the folder with the official <task>.jsonl files")
+    if suite.source == "chatrag" and not opts.data_dir:
+        raise InputError(f"suite {suite.name} needs --data-dir: the ChatRAG Bench data folder (quac/test.json, ...)")
     if suite.source == "ruler_qa" and opts.depths:
         raise InputError(f"suite {suite.name} has no needle depth: --depths applies to synthetic suites")
     return SuiteOptions(
         lengths=opts.lengths or suite.lengths, depths=opts.depths or suite.depths, n=opts.n or suite.n,
-        limit=opts.limit, seed=opts.seed, data_dir=opts.data_dir,
+        limit=opts.limit, seed=opts.seed, data_dir=opts.data_dir, variant=variant_for(suite, opts.variant),
     )  # fmt: skip
 
 
@@ -192,47 +220,116 @@ def metric_for(suite: Suite, task: str) -> str:
     return suite.metric.format(task=task)
 
 
-def max_new_tokens_for(suite: Suite, task: str) -> int:
+def max_new_tokens_for(suite: Suite, task: str, prompt_format: str = "chat", variant: str | None = None) -> int:
+    """The suite's budget; LongChat's own completion prompt generates 15 tokens (its storywriter path)."""
+    family = (suite.template or "").partition(":")[0]
+    if family == "longeval" and prompt_format == "completion" and variant_for(suite, variant) == "longchat":
+        return tpl.LONGCHAT_OPEN_MAX_NEW_TOKENS
     budget = suite.max_new_tokens
     return int(budget[task] if isinstance(budget, dict) else budget)
 
 
 def gold_for(suite: Suite, sample: Sample) -> Any:
+    if sample.task == "convfinqa":  # scored on the executed answer; the formula is a keyword (metric_kwargs_for)
+        return sample.meta.get("label")
     if suite.gold == "answers":
         return list(sample.answers)
     key = suite.gold.removeprefix("meta.")
     return sample.meta[key] if key in sample.meta else (sample.answers[0] if sample.answers else None)
 
 
-def template_for(suite: Suite, sample: Sample, prompt_format: str) -> str | None:
-    """The official prompt with ``{context}``/``{input}`` left open for the pipeline; base models (completion
-    format) get InfiniteBench's open-model templates, chat models the GPT-4 ones, as in the paper."""
+def _edges(text: str) -> tuple[str, str]:
+    return text[: len(text) - len(text.lstrip())], text[len(text.rstrip()) :]
+
+
+def _keep_edges(template: str, sample: Sample) -> str:
+    """The pipeline strips a document's and a question's outer whitespace; official prompts keep it (the
+    passkey context ends with a newline, a LongEval record with a blank line, the KV input starts with one,
+    math_find's ends with a space), so it is put back around ``{context}`` and ``{input}``/``{question}``."""
+    for name, value in (("context", sample.context), ("input", sample.question), ("question", sample.question)):
+        if value.strip() and f"{{{name}}}" in template:
+            lead, trail = _edges(value)
+            template = template.replace(f"{{{name}}}", lead + f"{{{name}}}" + trail, 1)
+    return template
+
+
+def variant_for(suite: Suite, variant: str | None = None) -> str | None:
+    """The named prompt variant (LongEval completion prompts only); ``None`` where a suite has no variants."""
+    family = (suite.template or "").partition(":")[0]
+    if family != "longeval":
+        if variant:
+            raise InputError(f"suite {suite.name} has no prompt variants (--variant applies to LongEval suites)")
+        return None
+    chosen = variant or suite.variant or tpl.LONGEVAL_DEFAULT_VARIANT
+    if chosen not in tpl.LONGEVAL_VARIANTS:
+        raise InputError(f"unknown LongEval variant '{chosen}' (choose from {', '.join(tpl.LONGEVAL_VARIANTS)})")
+    return chosen
+
+
+def template_set_for(suite: Suite, prompt_format: str, variant: str | None = None) -> str:
+    """The recorded name of the prompt set (official templates x the model's wrapper x variant)."""
+    if not suite.template:
+        return tpl.template_set("chatrag" if suite.source in CHATRAG_SOURCES else "", prompt_format)
+    family = suite.template.partition(":")[0]
+    return tpl.template_set(family, prompt_format, variant_for(suite, variant) if family == "longeval" else None)
+
+
+def template_for(suite: Suite, sample: Sample, prompt_format: str, render_chat: Render | None = None,
+                 variant: str | None = None) -> str | None:  # fmt: skip
+    """The official prompt, wrapped for the model, with ``{context}``/``{input}`` left open for the pipeline.
+
+    Base models (completion format) get InfiniteBench's open-model templates, chat models the GPT-4 ones in
+    their own chat template (system "You are a helpful assistant", as ``create_msgs``); ``chatqa`` models the
+    GPT-4 ones in ChatQA's format. LongEval: completion prompts end with the variant's answer opening, chat
+    prompts are one user message. RULER: the answer prefix goes after the (chat) template."""
     if not suite.template:
         return None
     family, _, name = suite.template.format(task=sample.task).partition(":")
     if family == "longeval":
         if prompt_format == "completion":
-            return tpl.LONGEVAL_TEMPLATE + tpl.longeval_open_ending(sample)  # filled by replace(), not format()
-        return tpl.LONGEVAL_TEMPLATE
+            text = tpl.LONGEVAL_TEMPLATE + tpl.longeval_open_ending(sample, variant_for(suite, variant) or "longchat")
+        else:
+            text = tpl.wrap_prompt(tpl.LONGEVAL_TEMPLATE, prompt_format, render_chat)
+        return _keep_edges(text, sample)
+    if family == "chatrag":  # ChatRAG's own input (the ChatQA format), whatever the profile's format
+        from chatqa.evaluation.chatrag import chatrag_template
+
+        return chatrag_template(sample)
     if family == "ruler":
-        return tpl.RULER_QA_TEMPLATE.replace("{query}", "{input}") + tpl.RULER_QA_ANSWER_PREFIX
+        text = tpl.fill(tpl.RULER_QA_TEMPLATE, {"query": "{input}"})
+        return tpl.wrap_prompt(text, prompt_format, render_chat, answer_prefix=tpl.RULER_QA_ANSWER_PREFIX)
     if family != "infinitebench":
         raise ConfigError(f"suite {suite.name}: unknown template '{suite.template}'")
     table = tpl.INFINITEBENCH_OPEN_TEMPLATES if prompt_format == "completion" else tpl.INFINITEBENCH_TEMPLATES
-    text = table[name]
-    for letter, option in zip("ABCD", sample.options or [], strict=False):
-        text = text.replace(f"{{OPTION_{letter}}}", str(option))
-    if "{prefix}" in text:
-        text = text.replace("{prefix}", tpl.math_find_prefix(sample.question))
-    return text
+    text = tpl.fill(table[name], tpl.infinitebench_fields(sample))
+    system = tpl.INFINITEBENCH_CHAT_SYSTEM if prompt_format == "chat" else None
+    return _keep_edges(tpl.wrap_prompt(text, prompt_format, render_chat, system), sample)
 
 
-def stop_for(suite: Suite, sample: Sample, prompt_format: str) -> list[str]:
+def stop_for(suite: Suite, sample: Sample, prompt_format: str, variant: str | None = None) -> list[str]:
     """Stop strings that end a completion-style answer (base models would go on writing the record)."""
     family = (suite.template or "").partition(":")[0]
-    if family == "longeval" and prompt_format == "completion":
+    if family == "longeval" and prompt_format == "completion" and variant_for(suite, variant) == "answer-opening":
         return list(tpl.LONGEVAL_OPEN_STOPS.get(sample.task, []))
     return []
+
+
+def metric_kwargs_for(suite: Suite, sample: Sample) -> dict[str, Any]:
+    """The suite's metric options plus what a per-sample scorer needs (ConvFinQA: formula and question)."""
+    if sample.task == "convfinqa":
+        return {**suite.metric_kwargs, "formula": sample.meta.get("formula"), "question": sample.question}
+    return dict(suite.metric_kwargs)
+
+
+def row_extras(suite: Suite, sample: Sample, prediction: str) -> dict[str, Any]:
+    """Per-row facts the report aggregates: for datasets with unanswerable turns (QuAC, DoQA), whether the
+    gold is unanswerable and whether the model refused, for ``get_scores.py``'s two accuracies."""
+    if "unanswerable" not in sample.meta:
+        return {}
+    from chatqa.evaluation.metrics import is_refusal
+
+    return {"gold_unanswerable": bool(sample.meta["unanswerable"]), "refusal": is_refusal(prediction),
+            "answerable_listed": sample.meta.get("answerable_listed")}  # fmt: skip
 
 
 def question_for(suite: Suite, sample: Sample) -> str:

@@ -37,10 +37,11 @@ NEEDLES = {
     "passkey": "The pass key is {key}. Remember it. {key} is the pass key.\n",
     "number_string": "The sequence of digits is {key}. Remember it. {key} is the sequence of digits.\n",
 }
+# As the official builder writes them; the KV input starts with a newline (``build_kv_retrieval``).
 QUESTIONS = {
     "passkey": "What is the pass key?",
     "number_string": "What is the sequence of digits?",
-    "kv_retrieval": 'Key: "{key}"\nThe value associated with the specified key is: ',
+    "kv_retrieval": '\nKey: "{key}"\nThe value associated with the specified key is: ',
 }
 SYNTHETIC_TASKS = ("passkey", "number_string", "kv_retrieval")
 _BOUNDARY = re.compile(r"[.!?][\"')\]\u201d\u2019]*\s+|\n\s*\n")  # a sentence end or a blank line
@@ -373,6 +374,9 @@ def _read_ruler_source(source: str, path: str) -> tuple[list[dict[str, Any]], li
     return qas, docs
 
 
+RULER_COMMIT = "c3f5e3b4f87f97e048793bb510a3a6b19a46bf3a"  # NVIDIA/RULER, scripts/data/synthetic/qa.py
+
+
 def make_ruler_qa(
     source: str,
     n_tokens: int,
@@ -380,24 +384,29 @@ def make_ruler_qa(
     seed: int = 42,
     count_tokens: TokenCounter | None = None,
     data_dir: str | Path | None = None,
+    path: str | Path | None = None,
 ) -> list[Sample]:
     """RULER ``qa_1`` (squad) / ``qa_2`` (hotpotqa): question i's paragraph(s) hidden among distractors.
 
-    Same procedure and random stream as RULER's ``qa.py`` (seed 42 by default): the document count is grown
-    by 10 on question 0 until the prompt plus 32 answer tokens exceeds ``n_tokens`` (RULER's
-    ``max_seq_length``), then each question drops 10 documents at a time until its prompt fits. Distractors
-    are first the other paragraphs of the same SQuAD article, then random ones; the order is one fixed
-    shuffle (``Random(seed)``), as upstream.
+    As RULER's ``qa.py`` at :data:`RULER_COMMIT` builds them, with its random stream (``Random(seed)``, seed
+    42 by default): the haystack size is found by binary search on question 0, between 10 documents and 3x
+    the estimate from 10 documents, as the largest count whose prompt (with the " Answer:" prefix) plus 32
+    answer tokens fits ``n_tokens``; each question then drops 10 documents at a time until its prompt fits.
+    Distractors are first the other paragraphs of the same SQuAD article, then random ones; when more
+    documents are asked for than the pool holds, the pool is repeated. The order is one fixed shuffle.
+    Lengths are counted on RULER's ``base`` template (no chat template tokens). ``path`` reads another file
+    of the same format, e.g. the full HotpotQA dev distractor set (the shared data holds its first 500 items).
     """
     if source not in RULER_QA_FILES:
         raise ValueError(f"unknown RULER QA source {source!r}; known: {', '.join(RULER_QA_FILES)}")
-    path = require_file(Path(data_dir or DEFAULT_DATA_DIR) / "squad_hotpotqa" / RULER_QA_FILES[source], "RULER QA")
-    qas, docs = _read_ruler_source(source, str(path))
+    default = Path(data_dir or DEFAULT_DATA_DIR) / "squad_hotpotqa" / RULER_QA_FILES[source]
+    src = require_file(Path(path).expanduser() if path else default, "RULER QA")
+    qas, docs = _read_ruler_source(source, str(src))
     if n_samples > len(qas):
         raise ValueError(f"{source} has {len(qas)} usable questions, {n_samples} requested")
     count = count_tokens or approx_token_count
     rng = random.Random(seed)
-    step, budget = 10, n_tokens - RULER_QA_MAX_NEW_TOKENS
+    step = 10
 
     def generate(index: int, num_docs: int) -> tuple[str, str, list[int]]:
         qa = qas[index]
@@ -409,23 +418,25 @@ def make_ruler_qa(
                 chosen = own + more + rng.sample(extra, max(0, num_docs - len(own) - len(more)))
             else:
                 chosen = own + rng.sample(more, num_docs - len(own))
-        else:
-            chosen = list(range(len(docs)))
+        else:  # the pool is too small: repeat it and cut to num_docs, as upstream
+            chosen = (list(range(len(docs))) * -(-num_docs // len(docs)))[:num_docs]
         random.Random(seed).shuffle(chosen)
         context = "\n\n".join(RULER_DOCUMENT_TEMPLATE.format(i=i + 1, document=docs[d]) for i, d in enumerate(chosen))
-        return context, RULER_QA_TEMPLATE.format(context=context, query=qa["query"]), chosen
+        prompt = RULER_QA_TEMPLATE.replace("{context}", context, 1).replace("{query}", qa["query"], 1)
+        return context, prompt + RULER_QA_ANSWER_PREFIX, chosen
 
-    num_docs, total = step, 0
-    while total < budget:
-        _, prompt, _ = generate(0, num_docs)
-        total = count(prompt + f" {qas[0]['outputs']}")  # RULER counts the answer list's repr here
-        if total > budget:
-            num_docs -= step
-            break
-        num_docs += step
-        if num_docs > len(docs):
-            num_docs = len(docs)
-            break
+    def total(index: int, num_docs: int) -> int:
+        return count(generate(index, num_docs)[1]) + RULER_QA_MAX_NEW_TOKENS
+
+    per_doc = count(generate(0, step)[1]) / step
+    lo, hi, best = step, max(int(n_tokens / per_doc * 3), 2 * step), None
+    while lo <= hi:  # binary search for the largest haystack that fits
+        mid = (lo + hi) // 2
+        if total(0, mid) <= n_tokens:
+            best, lo = mid, mid + 1
+        else:
+            hi = mid - 1
+    num_docs = best if best is not None else step
 
     samples = []
     for index in range(n_samples):
@@ -438,7 +449,7 @@ def make_ruler_qa(
                     break
             except ValueError:  # too few documents for this question's gold set; RULER retries smaller
                 pass
-            if used <= step:
+            if used <= step:  # upstream would loop forever here
                 raise ValueError(f"{source} question {index} does not fit in {n_tokens} tokens")
             used -= step
         qa = qas[index]
@@ -453,10 +464,11 @@ def make_ruler_qa(
                     "length": length,
                     "target_length": n_tokens,
                     "n_docs": len(chosen),
-                    "gold_documents": sorted(chosen.index(g) + 1 for g in qa["gold"]),
-                    "prompt": prompt,
+                    "gold_documents": sorted({chosen.index(g) + 1 for g in qa["gold"] if g in chosen}),
+                    "prompt": prompt[: -len(RULER_QA_ANSWER_PREFIX)],
                     "answer_prefix": RULER_QA_ANSWER_PREFIX,
                     "ruler_task": "qa_1" if source == "squad" else "qa_2",
+                    "ruler_commit": RULER_COMMIT,
                     "token_counter": "approx" if count_tokens is None else "caller",
                     "synthetic": True,
                 },

@@ -1,15 +1,25 @@
 """Official benchmark prompt templates and generation budgets, so LC scores compare with published ones.
 
-InfiniteBench: ``src/prompt.py`` and ``src/eval_utils.py`` of OpenBMB/InfiniteBench (latest revision, where
-``math_find`` takes ``{prefix}``). The task's ``{question}`` placeholder is renamed ``{input}``: the released
-data stores the question in ``input`` (the official code reads a ``question`` field that the data lacks).
-LongEval: LongChat ``longeval/utils.py``; RULER: ``scripts/data/synthetic/constants.py`` (task ``qa``).
+InfiniteBench: ``src/prompt.py`` and ``src/eval_utils.py`` of OpenBMB/InfiniteBench at commit 88b3daa.
+``create_prompt`` there fills ``{question}`` from the record's ``input`` field and formats every option
+placeholder (``code_debug`` included); ``math_find`` takes a ``{prefix}`` built from the question.
+LongEval: DachengLi1/LongChat ``longeval/utils.py`` at commit 4b5faa5. RULER: NVIDIA/RULER
+``scripts/data/synthetic/constants.py`` (task ``qa``) and ``scripts/data/template.py`` at commit c3f5e3b.
+
+Filling is single-pass (what ``str.format`` does): a ``{input}`` or ``{question}`` that occurs *inside* a
+document or an option is text, never a placeholder (code tasks contain such strings).
+
+Chat models: every official harness wraps the benchmark prompt in the model's own chat template
+(InfiniteBench's GPT-4 path sends a system and a user message; LongEval uses the FastChat conversation
+template, one user message; RULER applies the model template and puts the answer prefix after the assistant
+header). :func:`wrap_prompt` does that through the generator's one chat renderer; :func:`template_set` names
+the combination, and every run records it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from chatqa.evaluation.samples import Sample
@@ -31,10 +41,10 @@ INFINITEBENCH_TEMPLATES: dict[str, str] = {
     "number_string": f"{_RETRIEVE_INTRO} Find it. {_QUIZ}\n\n{{context}}\n\n{{input}}",
     "kv_retrieval": f"{_KV_INTRO}\n\n{{context}}\n\n{{input}}",
     "longbook_qa_eng": (
-        "Read the book below and answer a question.\n\n{context}\n\nQuestion: {input}\n\nBe very concise."
+        "Read the book below and answer a question.\n\n{context}\n\nQuestion: {question}\n\nBe very concise."
     ),
     "longbook_choice_eng": (
-        "Read the book and answer the question.\n\n{context}\n\nQuestion: {input}\n\n"
+        "Read the book and answer the question.\n\n{context}\n\nQuestion: {question}\n\n"
         "Only one of the following options is correct, tell me the answer using one single letter "
         "(A, B, C, or D). Don't say anything else.\n" + _OPTIONS
     ),
@@ -67,13 +77,13 @@ INFINITEBENCH_OPEN_TEMPLATES: dict[str, str] = {
     "kv_retrieval": f"{_KV_INTRO}\n\n{{context}}\n\n{{input}}",
     "longbook_sum_eng": "Summarize the book below.\n\n{context}\n\nSummary:",
     "longbook_choice_eng": (
-        "Read the book and answer the question.\n\n{context}\n\nQuestion: {input}\n"
+        "Read the book and answer the question.\n\n{context}\n\nQuestion: {question}\n"
         + _OPTIONS
         + "\n\nThe letter of the correct answer is"
     ),
     "longbook_qa_eng": (
         "Read the book and answer the question. Be very concise in your answer.\n\n{context}\n\n"
-        "Question: {input}\nAnswer:"
+        "Question: {question}\nAnswer:"
     ),
     "math_find": "{prefix}\n\n{context}\n\n{input}",
     "code_debug": (
@@ -98,16 +108,27 @@ INFINITEBENCH_MAX_NEW_TOKENS: dict[str, int] = {
 INFINITEBENCH_TASKS: tuple[str, ...] = tuple(INFINITEBENCH_MAX_NEW_TOKENS)
 
 # LongEval's prompt is complete as shipped (instruction, record, question); the loaders split it so that
-# context + question is that prompt, which the official script sends as the single user message.
+# context + question is that prompt. Chat models get it as the single user message of their chat template
+# (what FastChat's conversation template does in ``test_lines_one_sample``).
 LONGEVAL_TEMPLATE = "{context}{input}"
-# Base models (``prompt_format: completion``) continue the record instead of answering the bare question, so
-# the prompt ends with the answer's opening, as InfiniteBench's open-model templates do ("The pass key is").
-# Not LongChat's: LongEval has no base-model prompt; scores under these endings are labelled "completion".
+# Base models (``prompt_format: completion``) need the answer's opening after the prompt. Two named variants:
+# - "longchat": LongChat's own completion prompt, from its mpt-7b-storywriter path: the prompt, then
+#   ``Line <idx>: <REGISTER_CONTENT> is`` (lines; no separator, as upstream) or ``\n ASSISTANT: The first topic
+#   is`` (topics), 15 new tokens and no stop string. Upstream samples (``do_sample=True``); we decode greedily.
+# - "answer-opening": chatqa's earlier opening ("The <REGISTER_CONTENT> in line X is <", stopped at ">"), kept
+#   so the committed results stay reproducible.
+LONGEVAL_VARIANTS = ("longchat", "answer-opening")
+LONGEVAL_DEFAULT_VARIANT = "longchat"
+LONGCHAT_OPEN_ENDINGS: dict[str, str] = {
+    "longeval-lines": "Line <{line}>: <REGISTER_CONTENT> is",
+    "longeval-topics": "\n ASSISTANT: The first topic is",
+}
+LONGCHAT_OPEN_MAX_NEW_TOKENS = 15
 LONGEVAL_OPEN_ENDINGS: dict[str, str] = {
     "longeval-lines": "\n\nThe <REGISTER_CONTENT> in line {line} is <",
     "longeval-topics": "\n\nThe first topic we discussed is",
 }
-# Where a completion answer ends: the record's closing ">" or the end of the line.
+# Where an "answer-opening" completion ends: the record's closing ">" or the end of the line.
 LONGEVAL_OPEN_STOPS: dict[str, list[str]] = {"longeval-lines": [">", "\n"], "longeval-topics": ["\n"]}
 LONGEVAL_MAX_NEW_TOKENS: dict[str, int] = {"longeval-lines": 100, "longeval-topics": 50}
 
@@ -119,6 +140,17 @@ RULER_QA_TEMPLATE = (
 RULER_QA_ANSWER_PREFIX = " Answer:"
 RULER_QA_MAX_NEW_TOKENS = 32
 RULER_DOCUMENT_TEMPLATE = "Document {i}:\n{document}"
+
+# InfiniteBench's GPT-4 path (``create_msgs``): this system message, then the prompt as the user message.
+INFINITEBENCH_CHAT_SYSTEM = "You are a helpful assistant"
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def fill(template: str, fields: Mapping[str, str]) -> str:
+    """Single-pass substitution of ``{name}`` placeholders, as ``str.format`` would; placeholders not in
+    ``fields`` stay as they are (so ``{context}`` can be left open for the pipeline), and text inserted for
+    one placeholder is never scanned for another."""
+    return _PLACEHOLDER.sub(lambda m: str(fields[m.group(1)]) if m.group(1) in fields else m.group(0), template)
 
 
 def truncate_middle(tokens: Sequence[T], max_len: int) -> list[T]:
@@ -137,46 +169,94 @@ def truncate_middle(tokens: Sequence[T], max_len: int) -> list[T]:
 
 
 def math_find_prefix(question: str) -> str:
-    """The official ``math_find`` preamble, built from the "The <x> number" phrase of the question."""
-    found = re.findall(r"The \w+ number", question)
+    """The official ``math_find`` preamble: ``re.findall(r"The .+ of", input)``, first match, lower-cased,
+    without its trailing " of" (so "The second largest number of the list is" gives "the second largest
+    number"). All seven official question forms match."""
+    found = re.findall(r"The .+ of", question)
     if not found:
-        raise ValueError(f"math_find question has no 'The <x> number' phrase: {question[:80]!r}")
-    return f"What is {found[0].lower()} in the following list?"
+        raise ValueError(f"math_find question has no 'The ... of' phrase: {question[:80]!r}")
+    return f"What is {found[0].lower()[:-3]} in the following list?"
 
 
-def render_infinitebench(sample: Sample, templates: Mapping[str, str] | None = None) -> str:
-    """The full official LC prompt of an InfiniteBench sample (real or synthetic), before truncation.
-
-    Unlike the official GPT-4 path, ``code_debug`` gets its four options filled in: that template has option
-    placeholders the official code never formats.
-    """
-    table = INFINITEBENCH_TEMPLATES if templates is None else templates
-    if sample.task not in table:
-        raise ValueError(f"no InfiniteBench template for task {sample.task!r}; known: {', '.join(table)}")
-    fields: dict[str, str] = {"context": sample.context, "input": sample.question}
+def infinitebench_fields(sample: Sample) -> dict[str, str]:
+    """Every placeholder value but ``{context}`` and ``{input}``/``{question}``, as ``create_prompt`` fills them."""
+    fields: dict[str, str] = {}
     if sample.task in ("longbook_choice_eng", "code_debug"):
         if not sample.options or len(sample.options) < 4:
             raise ValueError(f"{sample.task} sample {sample.id} needs 4 options, got {sample.options!r}")
         fields.update({f"OPTION_{letter}": str(opt) for letter, opt in zip("ABCD", sample.options, strict=False)})
     if sample.task == "math_find":
         fields["prefix"] = math_find_prefix(sample.question)
-    return table[sample.task].format(**fields)
+    return fields
+
+
+def render_infinitebench(sample: Sample, templates: Mapping[str, str] | None = None) -> str:
+    """The full official prompt of an InfiniteBench sample (real or synthetic), before truncation."""
+    table = INFINITEBENCH_TEMPLATES if templates is None else templates
+    if sample.task not in table:
+        raise ValueError(f"no InfiniteBench template for task {sample.task!r}; known: {', '.join(table)}")
+    fields = {"context": sample.context, "input": sample.question, "question": sample.question}
+    return fill(table[sample.task], {**infinitebench_fields(sample), **fields})
 
 
 def render_longeval(sample: Sample) -> str:
     """The official LongEval prompt (stored verbatim by the loader; rebuilt from the split as a fallback)."""
     prompt = sample.meta.get("prompt")
-    return (
-        prompt if isinstance(prompt, str) else LONGEVAL_TEMPLATE.format(context=sample.context, input=sample.question)
-    )
+    return prompt if isinstance(prompt, str) else fill(LONGEVAL_TEMPLATE, {"context": sample.context,
+                                                                           "input": sample.question})  # fmt: skip
 
 
-def longeval_open_ending(sample: Sample) -> str:
+def longeval_open_ending(sample: Sample, variant: str = "answer-opening") -> str:
     """The completion-style answer opening of a LongEval sample (the asked line index filled in)."""
-    ending = LONGEVAL_OPEN_ENDINGS[sample.task]
-    return ending.format(line=sample.meta["random_idx"][0]) if "{line}" in ending else ending
+    if variant not in LONGEVAL_VARIANTS:
+        raise ValueError(f"unknown LongEval variant {variant!r}; known: {', '.join(LONGEVAL_VARIANTS)}")
+    table = LONGCHAT_OPEN_ENDINGS if variant == "longchat" else LONGEVAL_OPEN_ENDINGS
+    idx = sample.meta.get("random_idx")
+    return fill(table[sample.task], {"line": str(idx[0])} if idx else {})
 
 
 def render_ruler_qa(sample: Sample) -> str:
     """RULER's QA input (without the answer prefix, which RULER appends after the chat template)."""
-    return RULER_QA_TEMPLATE.format(context=sample.context, query=sample.question)
+    return fill(RULER_QA_TEMPLATE, {"context": sample.context, "query": sample.question})
+
+
+def wrap_prompt(text: str, prompt_format: str, render_chat: Callable[[list[dict[str, str]]], str] | None = None,
+                system: str | None = None, answer_prefix: str = "") -> str:  # fmt: skip
+    """Wrap a filled (or still open) benchmark prompt for the model, as the official harnesses do.
+
+    ``completion``: the text as is, then the answer prefix. ``chat``: the model's own chat template (one user
+    message, after ``system`` if given) with the generation prompt, then the answer prefix after the assistant
+    header. ``chatqa``: ChatQA's format (its system line, ``User:`` turn, ``Assistant:``), then the prefix.
+    """
+    if prompt_format == "completion":
+        return text + answer_prefix
+    if prompt_format == "chat":
+        if render_chat is None:
+            raise ValueError("the chat format needs the generator's chat template")
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
+        return render_chat(messages) + answer_prefix
+    if prompt_format == "chatqa":
+        from chatqa.prompting import CHATQA_SYSTEM
+
+        return f"{CHATQA_SYSTEM}\n\nUser: {text}\n\nAssistant:{answer_prefix}"
+    raise ValueError(f"unknown prompt format '{prompt_format}' (chatqa, chat, completion)")
+
+
+def template_set(family: str, prompt_format: str, variant: str | None = None) -> str:
+    """The name of the prompt set a run uses, recorded in its config and rows (scores are only comparable
+    between runs with the same set)."""
+    wrapper = {"completion": "raw", "chat": "model-chat-template", "chatqa": "chatqa-format"}.get(
+        prompt_format, prompt_format
+    )
+    if family == "infinitebench":
+        base = "yarn-mistral" if prompt_format == "completion" else "gpt4"
+        return f"infinitebench/{base}+{wrapper}"
+    if family == "longeval":
+        if prompt_format == "completion":
+            return f"longeval/completion-{variant or LONGEVAL_DEFAULT_VARIANT}"
+        return f"longeval/official+{wrapper}"
+    if family == "ruler":
+        return f"ruler/qa+{'base' if prompt_format == 'completion' else wrapper}+answer-prefix"
+    if family == "chatrag":  # ChatRAG's input is the ChatQA format itself, for every model
+        return "chatrag/official-chatqa-format"
+    return f"profile-{prompt_format}"

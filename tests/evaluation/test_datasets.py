@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from chatqa.errors import InputError
 from chatqa.evaluation.datasets import (
     CHATRAG_REFUSAL,
     load_gutenberg,
@@ -23,12 +24,11 @@ from chatqa.evaluation.datasets import (
     make_synthetic_suite,
 )
 from chatqa.evaluation.samples import Sample, sample_from_dict, sample_to_dict
-from chatqa.evaluation.suites import load_suite, sample_length, stop_for, template_for
+from chatqa.evaluation.suites import load_suite, max_new_tokens_for, sample_length, stop_for, template_for
 from chatqa.evaluation.synthetic import PASSKEY_NOISE, approx_token_count
 from chatqa.evaluation.templates import (
     INFINITEBENCH_MAX_NEW_TOKENS,
     LONGEVAL_MAX_NEW_TOKENS,
-    LONGEVAL_TEMPLATE,
     RULER_QA_TEMPLATE,
     math_find_prefix,
     render_infinitebench,
@@ -128,7 +128,8 @@ def test_kv_retrieval_shape(depth: float) -> None:
     s = make_kv_retrieval(5000, depth, 11, count_tokens=words)
     assert s.context.startswith("JSON data:\n{")
     data = json.loads(s.context[len("JSON data:\n") :])
-    key = re.fullmatch(r'Key: "([0-9a-f-]{36})"\nThe value associated with the specified key is: ', s.question)
+    # build_kv_retrieval's input starts with a newline
+    key = re.fullmatch(r'\nKey: "([0-9a-f-]{36})"\nThe value associated with the specified key is: ', s.question)
     assert key and data[key.group(1)] == s.answers[0] == s.meta["label"]
     assert s.context.count(key.group(1)) == 1 and s.context.count(s.answers[0]) == 1
     assert abs(s.meta["needle_position"] - depth) < 0.02
@@ -250,18 +251,38 @@ def test_longeval_lines_split_reconstructs_prompt() -> None:
 
 
 @needs_data
-def test_longeval_completion_template_ends_with_the_asked_line() -> None:
-    """Base models get the record plus an answer opening for the asked line; chat models the official prompt."""
+def test_longeval_prompts_per_format_and_variant() -> None:
+    """Completion: LongChat's storywriter prompt (default) or the earlier answer opening (named variant); chat:
+    the official prompt as one user message of the model's template. The record's blank line before "Now the
+    record is over." survives the pipeline's stripping of the document."""
     suite = load_suite("longeval-lines")
     s = load_longeval_lines(DATA / "longeval" / "lines", num_lines=200, limit=1)[0]
-    assert template_for(suite, s, "chat") == LONGEVAL_TEMPLATE and stop_for(suite, s, "chat") == []
-    text = fill_template(template_for(suite, s, "completion"), s.context, s.question).text
     line = s.meta["random_idx"][0]
-    assert text.startswith(s.meta["prompt"]) and text.endswith(f"The <REGISTER_CONTENT> in line {line} is <")
-    assert stop_for(suite, s, "completion") == [">", "\n"]
+    assert s.context.endswith("\n\n")  # the record ends with a blank line (utils.py inserts "\nNow the ...")
+    stripped = s.context.strip()
+
+    def filled(fmt: str, render: object = None, variant: str | None = None) -> str:
+        return fill_template(template_for(suite, s, fmt, render, variant), stripped, s.question.strip()).text
+
+    longchat = filled("completion")
+    assert longchat == s.meta["prompt"] + f"Line <{line}>: <REGISTER_CONTENT> is"
+    assert stop_for(suite, s, "completion") == [] and max_new_tokens_for(suite, s.task, "completion") == 15
+    opening = filled("completion", variant="answer-opening")
+    assert opening == s.meta["prompt"] + f"\n\nThe <REGISTER_CONTENT> in line {line} is <"
+    assert stop_for(suite, s, "completion", "answer-opening") == [">", "\n"]
+    assert max_new_tokens_for(suite, s.task, "completion", "answer-opening") == 100
+
+    def fake_render(messages: list[dict[str, str]]) -> str:  # a stand-in for the GGUF chat template
+        return "".join(f"<{m['role']}>{m['content']}</{m['role']}>" for m in messages) + "<assistant>"
+
+    assert filled("chat", fake_render) == f"<user>{s.meta['prompt']}</user><assistant>"
+    assert stop_for(suite, s, "chat") == [] and max_new_tokens_for(suite, s.task, "chat") == 100
     topics = load_suite("longeval-topics")
     t = load_longeval_topics(DATA / "longeval", limit=1)[0]
-    assert template_for(topics, t, "completion").endswith("The first topic we discussed is")
+    text = fill_template(template_for(topics, t, "completion"), t.context.strip(), t.question).text
+    assert text == t.meta["prompt"] + "\n ASSISTANT: The first topic is"
+    with pytest.raises(InputError):
+        template_for(suite, s, "completion", None, "gpt4")
 
 
 @needs_data
@@ -334,7 +355,8 @@ def test_ruler_squad_contains_gold_and_fits() -> None:
         assert s.context.startswith("Document 1:\n")
         (gold,) = s.meta["gold_documents"]
         assert f"Document {gold}:\n{paragraph[s.question]}" in s.context
-        assert s.meta["length"] == words(s.meta["prompt"]) + 32 <= 4096
+        # RULER counts the prompt with its " Answer:" prefix, plus the 32 answer tokens
+        assert s.meta["length"] == words(s.meta["prompt"] + " Answer:") + 32 <= 4096
         assert s.meta["prompt"] == RULER_QA_TEMPLATE.format(context=s.context, query=s.question)
     assert make_ruler_qa("squad", 4096, 4, count_tokens=words) == samples
 

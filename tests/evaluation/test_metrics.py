@@ -254,10 +254,11 @@ def test_chatrag_f1_best_over_references_and_empty_output():
     assert chatrag_f1("Paris</s>", ["Paris"]) == 1.0
 
 
-def test_chatrag_f1_skips_empty_references_and_rejects_all_empty():
+def test_chatrag_f1_skips_empty_references_and_leaves_all_empty_items_out():
+    # get_scores.py / metrics.py: empty references are skipped; an item with none is left out of the mean.
     assert chatrag_f1("Paris", ["", "  ", "Paris"]) == 1.0
-    with pytest.raises(ValueError):
-        chatrag_f1("Paris", ["", " "])
+    assert chatrag_f1("Paris", ["", " "]) is None
+    assert score("chatrag:quac", "Paris", ["", " "]) is None
 
 
 def test_quac_refusal_mapping_gives_full_credit():
@@ -268,9 +269,14 @@ def test_quac_refusal_mapping_gives_full_credit():
     assert chatrag_f1(pred, [CHATRAG_REFUSAL]) < 0.5
 
 
-def test_quac_maps_gold_refusals_too():
-    assert chatrag_f1("Not mentioned in the passage.", ["CANNOTANSWER"], dataset="quac") == 1.0
-    assert chatrag_f1("I don't know", ["The text does not say; not provided."], dataset="quac") == 1.0
+def test_quac_maps_refusals_in_predictions_only():
+    """get_scores.py maps keyphrases on predictions only: a gold answer that happens to contain "unable to" is
+    an answer. Hand case: official F1 = 2 * (5/7) * (5/8) / (5/7 + 5/8) = 2/3."""
+    gold = ["He was unable to finish the race in 1952."]
+    assert chatrag_f1("he did not finish the race in 1952", gold, dataset="quac") == pytest.approx(2 / 3)
+    assert chatrag_f1("he did not finish the race in 1952", gold, dataset="doqa_movies") == pytest.approx(2 / 3)
+    # a refusing prediction still becomes the canonical refusal, which does not match that gold
+    assert chatrag_f1("I don't know", ["The text does not say; not provided."], dataset="quac") < 0.3
 
 
 def test_quac_refusal_on_answerable_turn_scores_zero():
@@ -288,7 +294,8 @@ def test_unanswerable_accuracy():
     assert chatrag_unanswerable_correct("It was 1983.", [CHATRAG_REFUSAL]) == 0.0
     assert chatrag_unanswerable_correct("It was 1983.", ["1983"]) == 1.0
     assert chatrag_unanswerable_correct("No information about that.", ["1983"]) == 0.0
-    assert chatrag_unanswerable_correct("Unable to tell.", "CANNOTANSWER") == 1.0
+    # upstream's gold test is "first answer == the canonical refusal": a raw QuAC marker is not one
+    assert chatrag_unanswerable_correct("Unable to tell.", "CANNOTANSWER") == 0.0
 
 
 @pytest.mark.parametrize(
@@ -332,7 +339,7 @@ def test_convfinqa_uses_python_float_spelling():
         ("The <REGISTER_CONTENT> in line torpid-kid is <2416>.", 2416, 1.0),
         ("Line 7 has 2416", 2416, 1.0),  # the LAST integer counts
         ("2416 is in line 7", 2416, 0.0),
-        ("The value is 2,416.", 2416, 1.0),  # thousands separator read as one number (documented choice)
+        ("The value is 2,416.", 2416, 1.0),  # thousands separator read as one number (named deviation)
         ("Values: 12,345,678", 12345678, 1.0),
         ("Lines 2, 416", 416, 1.0),  # comma + space is a list, not a separator
         ("1,23", 23, 1.0),  # not a thousands group: two numbers
@@ -340,8 +347,24 @@ def test_convfinqa_uses_python_float_spelling():
         ("I don't know", 2416, 0.0),
     ],
 )
-def test_longeval_lines_last_integer(prediction, expected_number, expected):
+def test_longeval_lines_grouped_variant(prediction, expected_number, expected):
+    assert longeval_lines(prediction, expected_number, numbers="grouped") == expected
+
+
+@pytest.mark.parametrize(
+    ("prediction", "expected_number", "expected"),
+    [  # utils.py: int(re.findall("\\d+", output)[-1]) == expected_number
+        ("The <REGISTER_CONTENT> in line torpid-kid is <2416>.", 2416, 1.0),
+        ("Line 7 has 2416", 2416, 1.0),
+        ("2416 is in line 7", 2416, 0.0),
+        ("The value is 2,416.", 416, 1.0),  # upstream reads "416"
+        ("The value is 2,416.", 2416, 0.0),
+        ("", 2416, 0.0),
+    ],
+)
+def test_longeval_lines_official_parsing(prediction, expected_number, expected):
     assert longeval_lines(prediction, expected_number) == expected
+    assert score("longeval:lines", prediction, expected_number) == expected
 
 
 @pytest.mark.parametrize(
@@ -403,6 +426,8 @@ def test_registry_names():
         "chatrag:f1", "chatrag:quac", "chatrag:doqa", "chatrag:inscit", "chatrag:convfinqa",
         "chatrag:unanswerable", "longeval:lines", "longeval:topics", "ruler:substring", "ruler:substring_all",
         "qa:contains",
+        "chatrag:doc2dial", "chatrag:qrecc", "chatrag:topiocqa", "chatrag:coqa", "chatrag:hybridial",
+        "chatrag:doqa_cooking", "chatrag:doqa_travel", "chatrag:doqa_movies", "chatrag:sqa", "chatrag:narrativeqa",
     }  # fmt: skip
     assert set(METRICS) == expected
 
@@ -417,7 +442,8 @@ def test_registry_names():
         ("chatrag:f1", "not mentioned", [CHATRAG_REFUSAL], {"dataset": "doqa_travel"}, 1.0),
         ("chatrag:convfinqa", "about 0.14", 0.1435, {"question": "q"}, 1.0),
         ("chatrag:unanswerable", "I don't know", [CHATRAG_REFUSAL], {}, 1.0),
-        ("longeval:lines", "It is 2,416", "2416", {}, 1.0),
+        ("longeval:lines", "It is 2,416", "2416", {}, 0.0),
+        ("longeval:lines", "It is 2,416", "2416", {"numbers": "grouped"}, 1.0),
         ("longeval:topics", "It was the cat", "cats", {}, 0.0),
         ("ruler:substring", "x y", ["y", "z"], {}, 1.0),
         ("ruler:substring", "x y", ["y", "z"], {"mode": "all"}, 0.5),

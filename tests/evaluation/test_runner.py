@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from chatqa.errors import ChatQAError
-from chatqa.evaluation import run_suite, score_predictions
+from chatqa.evaluation import run_suite
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -86,7 +86,7 @@ def test_report_files_are_written_and_rebuilt(full_run: Any) -> None:
     assert "| task | length | rag | long | auto |" in report and "| passkey | 1k |" in report
     assert "Command: `chatqa eval run --suite" in report and "Total compute time" in report
     assert "![score vs length](score_vs_length.png)" in report and "reused" in report
-    assert (run / "summary.csv").read_text().startswith("task,length,mode,n,score,")
+    assert (run / "summary.csv").read_text().startswith("task,length,mode,n,n_scored,score,ci95_low,ci95_high,")
     for name in ("summary.json", "report.md", "score_vs_length.png"):
         (run / name).unlink()
     out = subprocess.run([sys.executable, "-m", "chatqa.cli", "eval", "report", str(run), "--json"],
@@ -164,22 +164,6 @@ def test_lc_impossible_is_na_not_zero(tmp_path: Path) -> None:
     assert "n/a (LC impossible)" in (result.run_dir / "report.md").read_text()
     assert (result.run_dir / "score_vs_length.png").stat().st_size > 0
     small.close()
-
-
-def test_score_reproduces_published_infinitebench_numbers() -> None:
-    preds = DATA / "infinitebench_preds"
-    if not (preds / "published_scores.json").is_file():
-        pytest.skip(f"shared data not found at {DATA} (InfiniteBench predictions and published scores)")
-    out = subprocess.run([sys.executable, "-m", "chatqa.cli", "eval", "score", "--suite", "infinitebench",
-                          "--preds", str(preds / "gpt4"), "--json"], capture_output=True, text=True, cwd=ROOT,
-                         timeout=300)  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    got = json.loads(out.stdout)
-    published = json.loads((preds / "published_scores.json").read_text())["gpt4"]
-    assert set(got) == set(published)
-    for task, value in published.items():
-        assert got[task] == pytest.approx(value, abs=0.05 if task == "longbook_sum_eng" else 0.01), task
-    assert score_predictions(preds / "gpt4")["passkey"] == 100.0
 
 
 @pytest.mark.parametrize(

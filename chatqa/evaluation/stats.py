@@ -1,0 +1,44 @@
+"""Uncertainty for small eval cells: percentile bootstrap intervals and paired mode-vs-mode differences.
+
+Cells here hold 2-50 items, so a 10-point gap is often one item. Every score therefore carries a 95% interval,
+and modes are compared *paired*, on the samples where both ran (same question, same document), which removes
+the between-sample variance that an unpaired comparison would drown in. Seeded, so reports rebuild identically.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+
+
+def bootstrap_ci(values: Sequence[float], level: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES,
+                 seed: int = BOOTSTRAP_SEED) -> tuple[float, float] | None:  # fmt: skip
+    """Percentile bootstrap interval of the mean; ``None`` for no values. One value (or all equal) gives a
+    zero-width interval: the bootstrap cannot see variance a single item does not show."""
+    items = list(values)
+    if not items:
+        return None
+    n = len(items)
+    rng = random.Random(seed)
+    means = sorted(sum(items[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    tail = (1.0 - level) / 2
+    lo = means[int(tail * resamples)]
+    hi = means[min(resamples - 1, int((1.0 - tail) * resamples))]
+    return lo, hi
+
+
+def paired_difference(a: dict[str, float], b: dict[str, float]) -> dict[str, object] | None:
+    """Mean of ``a - b`` over the samples both have, its 95% bootstrap interval, and whether that interval
+    holds 0 (the difference is inside the noise). Values are per-sample scores in percent."""
+    common = sorted(set(a) & set(b))
+    if not common:
+        return None
+    diffs = [a[k] - b[k] for k in common]
+    mean = sum(diffs) / len(diffs)
+    lo, hi = bootstrap_ci(diffs) or (mean, mean)
+    return {"n": len(common), "diff": round(mean, 2), "ci95": [round(lo, 2), round(hi, 2)],
+            "inside_noise": lo <= 0.0 <= hi, "wins": sum(d > 0 for d in diffs),
+            "losses": sum(d < 0 for d in diffs)}  # fmt: skip

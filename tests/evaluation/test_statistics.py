@@ -1,0 +1,154 @@
+"""Statistics, run-folder bookkeeping and ``eval score`` input checks (issue 10 items 13-14, issue 11 items 7, 12).
+
+Pure logic on hand-written rows: no model is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chatqa.config import load_profile
+from chatqa.errors import InputError
+from chatqa.evaluation import rundir
+from chatqa.evaluation.report import _by_mode_length, compare, dedupe, score_predictions, summarize, write_report
+from chatqa.evaluation.stats import bootstrap_ci, paired_difference
+from chatqa.evaluation.suites import SuiteOptions, load_suite
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def row(i: int, mode: str, score: float | None, task: str = "passkey", length: int = 4096, **kw: object) -> dict:
+    return {"id": f"s{i}", "task": task, "mode": mode, "length": length, "route": kw.pop("route", mode),
+            "error": kw.pop("error", None), "score": score, "reused": False, "input_tokens": 10, "output_tokens": 1,
+            "seconds": {"total": 1.0, "prefill": 0.5}, "compute_seconds": 1.0, **kw}  # fmt: skip
+
+
+def test_bootstrap_interval() -> None:
+    assert bootstrap_ci([]) is None
+    assert bootstrap_ci([100.0] * 10) == (100.0, 100.0)
+    lo, hi = bootstrap_ci([0.0, 100.0] * 5)
+    assert 0.0 < lo < 50.0 < hi < 100.0  # n=10 at 50%: roughly 20..80
+    assert bootstrap_ci([0.0, 100.0] * 5) == (lo, hi)  # seeded: reports rebuild identically
+
+
+def test_paired_difference_uses_only_common_samples() -> None:
+    a, b = {"1": 100.0, "2": 100.0, "3": 0.0}, {"1": 0.0, "2": 100.0, "3": 0.0, "4": 100.0}
+    d = paired_difference(a, b)
+    assert d["n"] == 3 and d["diff"] == pytest.approx(33.33) and d["wins"] == 1 and d["losses"] == 0
+    assert d["inside_noise"]  # one win in three pairs
+    strong = paired_difference({str(i): 100.0 for i in range(30)}, {str(i): 0.0 for i in range(30)})
+    assert not strong["inside_noise"] and strong["ci95"] == [100.0, 100.0]
+
+
+def test_cells_carry_n_interval_and_counts() -> None:
+    rows = [row(i, "long", 1.0) for i in range(3)] + [row(3, "long", None, route="refused"),
+                                                     row(4, "long", 0.0, error="boom")]  # fmt: skip
+    (g,) = summarize(rows, ["long"])
+    assert (g["n"], g["n_scored"], g["refused"], g["errors"]) == (5, 4, 1, 1)
+    assert g["score"] == 75.0 and g["ci95"][0] < 75.0 < g["ci95"][1]
+
+
+def test_comparisons_are_paired_and_auto_is_compared_with_the_best_single_route() -> None:
+    rows = [row(i, "rag", 1.0) for i in range(4)] + [row(i, "long", float(i < 2)) for i in range(4)]
+    rows += [row(i, "auto", 1.0) for i in range(3)]  # auto ran on 3 samples only
+    comps = {(c["a"], c["b"], c["length"]): c for c in compare(rows, ["rag", "long", "auto"])}
+    rag_long = comps[("rag", "long", None)]
+    assert rag_long["n"] == 4 and rag_long["diff"] == 50.0 and rag_long["wins"] == 2
+    auto = comps[("auto", "rag", None)]  # rag is the better single route
+    assert auto["n"] == 3 and auto["diff"] == 0.0 and auto["inside_noise"]
+
+
+def test_plots_average_only_over_tasks_where_every_mode_ran() -> None:
+    rows = [row(0, "rag", 1.0, task="a"), row(0, "long", 1.0, task="a"),
+            row(0, "rag", 0.0, task="b"), row(0, "long", None, task="b", route="refused")]  # fmt: skip
+    score = _by_mode_length(summarize(rows, ["rag", "long"]), "score")
+    # task b has no long score at this length, so neither mode averages it in
+    assert score == {("rag", 4096): 100.0, ("long", 4096): 100.0}
+
+
+def test_duplicate_rows_count_once() -> None:
+    rows = [row(0, "rag", 1.0), row(0, "rag", 0.0), row(1, "rag", 1.0)]
+    kept, dropped = dedupe(rows)
+    assert dropped == 1 and [r["score"] for r in kept] == [1.0, 1.0]
+
+
+# --------------------------------------------------------------------------------------- run folders
+
+
+def _prepare(out: Path, template_set: str = "infinitebench/yarn-mistral+raw", effective: int = 2048) -> Path:
+    spec, cfg = load_suite("passkey"), load_profile("default")
+    cfg.generator.effective_window = effective
+    opts = SuiteOptions(lengths=[1024], depths=[0.5], n=1)
+    ask = {"top_k": 5, "truncate": None, "template_set": template_set}
+    run = rundir.run_path(out, spec, cfg, ["rag"], opts, ask)
+    return rundir.prepare(run, spec, cfg, ["rag"], opts, ask, "chatqa eval run --suite passkey")
+
+
+def test_config_records_every_invocation_with_profile_and_template_set(tmp_path: Path) -> None:
+    run = _prepare(tmp_path, effective=2048)
+    _prepare(tmp_path, effective=4096)  # a resume after calibration changed the effective window
+    config = json.loads((run / "config.json").read_text())
+    assert config["template_set"] == "infinitebench/yarn-mistral+raw"
+    windows = [i["profile"]["generator"]["effective_window"] for i in config["invocations"]]
+    assert windows == [2048, 4096] and all(i["template_set"] for i in config["invocations"])
+    with pytest.raises(InputError, match="template_set"):
+        _prepare(tmp_path, template_set="infinitebench/gpt4+model-chat-template")  # other prompts: no mixing
+
+
+def test_a_second_run_into_the_same_folder_fails_in_one_line(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    with rundir.lock(run):
+        with pytest.raises(InputError) as err, rundir.lock(run):
+            pass
+        assert "in use by another `chatqa eval run`" in str(err.value) and "\n" not in str(err.value)
+    with rundir.lock(run):  # released on exit
+        pass
+
+
+def test_report_of_a_doubled_rows_file_counts_each_sample_once(tmp_path: Path) -> None:
+    run = _prepare(tmp_path)
+    lines = [json.dumps(row(i, "rag", 1.0)) for i in range(2)]
+    (run / "rows.jsonl").write_text("\n".join(lines * 2) + "\n")  # what two concurrent runs used to write
+    summary = write_report(run)
+    assert summary["rows"] == 2 and summary["duplicates_dropped"] == 2 and summary["groups"][0]["n"] == 2
+
+
+# ----------------------------------------------------------------------------------------- eval score
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('["a list", "not a row"]\n', "line 1: a row must be a JSON object"),
+        ('{"prediction": null, "ground_truth": "1"}\n', "line 1: prediction must be a string, got null"),
+        ('{"ground_truth": "1"}\n', "prediction missing"),
+        ("", "no rows"),
+        ("\n\n", "no rows"),
+        ("{not json\n", "line 1: not a JSON row"),
+    ],
+)
+def test_score_rejects_malformed_prediction_files(tmp_path: Path, content: str, message: str) -> None:
+    (tmp_path / "preds_passkey.jsonl").write_text(content)
+    with pytest.raises(InputError, match=message.replace("(", r"\(")):
+        score_predictions(tmp_path)
+
+
+def test_score_cli_says_no_rows_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "preds_passkey.jsonl").write_text("")
+    out = subprocess.run([sys.executable, "-m", "chatqa.cli", "eval", "score", "--preds", str(tmp_path)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)  # fmt: skip
+    assert out.returncode == 2 and out.stdout == "" and out.stderr.count("\n") == 1
+    assert out.stderr.startswith("chatqa: error: ") and "no rows" in out.stderr
+
+
+def test_variant_is_rejected_where_a_suite_has_none() -> None:
+    from chatqa.evaluation.suites import resolve_options
+
+    with pytest.raises(InputError, match="no prompt variants"):
+        resolve_options(load_suite("passkey"), SuiteOptions(variant="longchat"))
+    assert resolve_options(load_suite("longeval-lines"), SuiteOptions()).variant == "longchat"
