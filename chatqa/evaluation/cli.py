@@ -44,6 +44,12 @@ def register(sub: argparse._SubParsersAction, extra: dict[str, Callable[[argpars
     score.add_argument("--preds", required=True, help="folder of preds_<task>.jsonl files")
     report = inner.add_parser("report", help="rebuild summary, plots and report.md of a run folder")
     report.add_argument("run_dir", help="a run folder (holding config.json and rows.jsonl)")
+    report.add_argument(
+        "--rescore",
+        action="store_true",
+        help="score the stored predictions again with the "
+        "current scorers first (for scorer fixes; prompt changes need a re-run)",
+    )
     for q in (run, score, report):
         q.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
     extra["eval"] = cmd_eval
@@ -107,12 +113,15 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from chatqa.evaluation.report import write_report
+    from chatqa.evaluation.report import rescore, write_report
 
     run = Path(args.run_dir)
     if not (run / "config.json").is_file():
         raise InputError(f"{run}: not a run folder (no config.json)")
+    changed = rescore(run) if args.rescore else None
     summary = write_report(run)
+    if changed is not None:
+        summary["rescored_changed"] = changed
     if args.json:
         print(json.dumps({"run_dir": str(run), **summary}))
     else:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from chatqa.errors import InputError
 from chatqa.evaluation.rundir import length_tag, read_rows
-from chatqa.evaluation.stats import bootstrap_ci, paired_difference
+from chatqa.evaluation.stats import paired_difference, score_interval
 
 CSV_FIELDS = ("task", "length", "mode", "n", "n_scored", "score", "ci95_low", "ci95_high", "refused", "errors",
               "excluded", "reused", "input_tokens", "seconds_total", "seconds_prefill", "routes_long", "routes_rag",
@@ -71,7 +72,7 @@ def summarize(rows: list[dict[str, Any]], modes: list[str]) -> list[dict[str, An
     for (task, length, mode), rs in sorted(cells.items(), key=lambda c: (c[0][0], c[0][1], order.get(c[0][2], 99))):
         ran = [r for r in rs if r["route"] != "refused"]
         values = [_value(r) for r in rs if _scored(r)]
-        score, ci = _mean(values), bootstrap_ci(values)
+        score, ci = _mean(values), score_interval(values)
         judged = [100 * r["judge_score"] for r in ran if r.get("judge_score") is not None]
         unans = [r for r in ran if r.get("gold_unanswerable") is True]
         ans = [r for r in ran if r.get("gold_unanswerable") is False and r.get("answerable_listed") is not False]
@@ -122,6 +123,40 @@ def compare(rows: list[dict[str, Any]], modes: list[str]) -> list[dict[str, Any]
                 if diff is not None:
                     out.append({"task": task, "length": length, "a": a, "b": b, **diff})
     return out
+
+
+def rescore(run: Path) -> int:
+    """Score a run folder's stored predictions again with the current scorers and its suite's metric (the
+    predictions, and so the prompts that produced them, are unchanged); returns how many scores changed.
+
+    For fixes in scoring only: a fix that changes prompts needs a re-run, which the run's recorded template set
+    enforces. rows.jsonl is rewritten atomically; each changed row keeps its old score as ``score_before``."""
+    from chatqa.evaluation.metrics import score
+    from chatqa.evaluation.rundir import lock
+    from chatqa.evaluation.suites import Suite
+
+    run = Path(run)
+    with lock(run):  # no `eval run` may append while the rows are rewritten
+        config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+        suite = Suite(**{k: v for k, v in config["suite"].items() if k in Suite.__dataclass_fields__})
+        rows = read_rows(run / "rows.jsonl", repair=False)
+        changed = 0
+        for r in rows:
+            if r.get("prediction") is None or r["route"] == "refused" or r.get("error"):
+                continue
+            kw = {**suite.metric_kwargs, **{k: r[k] for k in ("formula", "question") if k in r}}
+            got = score(suite.metric.format(task=r["task"]), r["prediction"], r["gold"], **kw)
+            new = None if got is None else float(got)
+            if new != r["score"]:
+                r.setdefault("score_before", r["score"])
+                r["score"], changed = new, changed + 1
+        tmp = run / "rows.jsonl.tmp"
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, run / "rows.jsonl")
+    return changed
 
 
 def write_report(run: Path) -> dict[str, Any]:
@@ -272,15 +307,16 @@ def _markdown(config: dict[str, Any], summary: dict[str, Any], rows: list[dict[s
         f"{config['machine']['platform']} ({config['machine']['cpu_count']} CPUs).", "",
         f"Command: `{summary['command']}`", "",
         f"Prompt set: `{summary.get('template_set') or 'not recorded'}`.", "",
-        "## Score [95% bootstrap interval] (n scored, mean cost in seconds per question)", "",
+        "## Score [95% interval] (n scored, mean cost in seconds per question)", "",
         *score_table(groups, modes),
     ]  # fmt: skip
     lines += [
         "", "Scores are percentages (official metric). *n/a*: long context impossible, the document does not fit "
         "the window; those rows are left out of the score, not counted as 0. Errors count as 0. Intervals are "
-        "95% percentile bootstraps of the mean over the cell's samples: with n of 10, one sample moves a score "
-        "by 10 points.", *[f"\n`{t}` is scored by {why}." for t, why in LOWER_BOUND.items()
-                           if any(g["task"] == t for g in groups)], "",
+        "95%: Wilson score intervals where every score is 0 or 100, percentile bootstraps of the mean otherwise; "
+        "with n of 10, one sample moves a score by 10 points.",
+        *[f"\n`{t}` is scored by {why}." for t, why in LOWER_BOUND.items() if any(g["task"] == t for g in groups)],
+        "",
         *_comparison_lines(summary.get("comparisons", [])),
         "## Details", "", "| task | length | mode | n | score | 95% CI | refused | errors | excluded | reused | "
         "input tokens | s total | s prefill | routes long/rag | extra |",

@@ -1,4 +1,4 @@
-"""Uncertainty for small eval cells: percentile bootstrap intervals and paired mode-vs-mode differences.
+"""Uncertainty for small eval cells: Wilson/bootstrap intervals and paired mode-vs-mode differences.
 
 Cells here hold 2-50 items, so a 10-point gap is often one item. Every score therefore carries a 95% interval,
 and modes are compared *paired*, on the samples where both ran (same question, same document), which removes
@@ -28,6 +28,21 @@ def bootstrap_ci(values: Sequence[float], level: float = 0.95, resamples: int = 
     lo = means[int(tail * resamples)]
     hi = means[min(resamples - 1, int((1.0 - tail) * resamples))]
     return lo, hi
+
+
+def score_interval(values: Sequence[float]) -> tuple[float, float] | None:
+    """95% interval of a cell's mean score (values in percent): Wilson's score interval when every value is 0
+    or 100 (a proportion: it stays honest at n of 2-10, where a bootstrap of ten 100s would claim [100, 100]),
+    the percentile bootstrap otherwise (F1, ROUGE)."""
+    items = list(values)
+    if not items:
+        return None
+    if all(v in (0.0, 100.0) for v in items):
+        from chatqa.evaluation.question_sets import wilson_interval
+
+        lo, hi = wilson_interval(sum(v == 100.0 for v in items), len(items))
+        return 100 * lo, 100 * hi
+    return bootstrap_ci(items)
 
 
 def paired_difference(a: dict[str, float], b: dict[str, float]) -> dict[str, object] | None:

@@ -324,8 +324,10 @@ def metric_kwargs_for(suite: Suite, sample: Sample) -> dict[str, Any]:
 def row_extras(suite: Suite, sample: Sample, prediction: str) -> dict[str, Any]:
     """Per-row facts the report aggregates: for datasets with unanswerable turns (QuAC, DoQA), whether the
     gold is unanswerable and whether the model refused, for ``get_scores.py``'s two accuracies."""
-    if "unanswerable" not in sample.meta:
-        return {}
+    if sample.task == "convfinqa":  # what its scorer needs beside the gold, so a rescore can use it
+        return {"formula": sample.meta.get("formula"), "question": sample.question}
+    if "unanswerable" not in sample.meta or not sample.task.startswith(("quac", "doqa")):
+        return {}  # get_scores.py reports the two accuracies for QuAC and DoQA only
     from chatqa.evaluation.metrics import is_refusal
 
     return {"gold_unanswerable": bool(sample.meta["unanswerable"]), "refusal": is_refusal(prediction),

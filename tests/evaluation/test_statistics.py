@@ -16,7 +16,7 @@ from chatqa.config import load_profile
 from chatqa.errors import InputError
 from chatqa.evaluation import rundir
 from chatqa.evaluation.report import _by_mode_length, compare, dedupe, score_predictions, summarize, write_report
-from chatqa.evaluation.stats import bootstrap_ci, paired_difference
+from chatqa.evaluation.stats import bootstrap_ci, paired_difference, score_interval
 from chatqa.evaluation.suites import SuiteOptions, load_suite
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +36,12 @@ def test_bootstrap_interval() -> None:
     assert bootstrap_ci([0.0, 100.0] * 5) == (lo, hi)  # seeded: reports rebuild identically
 
 
+def test_binary_cells_get_a_wilson_interval_not_a_degenerate_bootstrap() -> None:
+    lo, hi = score_interval([100.0, 100.0])  # 2 of 2 correct: Wilson [34.2, 100], not [100, 100]
+    assert lo == pytest.approx(34.24, abs=0.01) and hi == 100.0
+    assert score_interval([50.0, 100.0]) == bootstrap_ci([50.0, 100.0])  # F1-like values: bootstrap
+
+
 def test_paired_difference_uses_only_common_samples() -> None:
     a, b = {"1": 100.0, "2": 100.0, "3": 0.0}, {"1": 0.0, "2": 100.0, "3": 0.0, "4": 100.0}
     d = paired_difference(a, b)
@@ -50,7 +56,7 @@ def test_cells_carry_n_interval_and_counts() -> None:
                                                      row(4, "long", 0.0, error="boom")]  # fmt: skip
     (g,) = summarize(rows, ["long"])
     assert (g["n"], g["n_scored"], g["refused"], g["errors"]) == (5, 4, 1, 1)
-    assert g["score"] == 75.0 and g["ci95"][0] < 75.0 < g["ci95"][1]
+    assert g["score"] == 75.0 and g["ci95"] == [pytest.approx(30.06, abs=0.01), pytest.approx(95.44, abs=0.01)]
 
 
 def test_comparisons_are_paired_and_auto_is_compared_with_the_best_single_route() -> None:
@@ -152,3 +158,15 @@ def test_variant_is_rejected_where_a_suite_has_none() -> None:
     with pytest.raises(InputError, match="no prompt variants"):
         resolve_options(load_suite("passkey"), SuiteOptions(variant="longchat"))
     assert resolve_options(load_suite("longeval-lines"), SuiteOptions()).variant == "longchat"
+
+
+def test_rescore_applies_the_current_scorer_to_stored_predictions(tmp_path: Path) -> None:
+    from chatqa.evaluation.report import rescore
+
+    run = _prepare(tmp_path)
+    stale = row(0, "rag", 0.0, prediction="The pass key is 71432.", gold="71432")  # scored by an older scorer
+    kept = row(1, "rag", 1.0, prediction="71432", gold="71432")
+    (run / "rows.jsonl").write_text(json.dumps(stale) + "\n" + json.dumps(kept) + "\n")
+    assert rescore(run) == 1
+    rows = [json.loads(line) for line in (run / "rows.jsonl").read_text().splitlines()]
+    assert [r["score"] for r in rows] == [1.0, 1.0] and rows[0]["score_before"] == 0.0 and "score_before" not in rows[1]
