@@ -96,3 +96,51 @@ def fill_template(template: str, context: str, question: str) -> Prompt:
         if i % 2 and part == "context" and not context_end:
             context_end = len(text)
     return Prompt(text, [], context_end)
+
+
+# -- map-reduce (chatqa.mapreduce): the same formats, with the instruction after the context ---------------
+MAP_INSTRUCTION = (
+    "This is one part of a longer document. From this part only, write down briefly what bears on the "
+    "question. If nothing in it does, reply NONE."
+)
+COMBINE_INSTRUCTION = (
+    "These are notes on consecutive parts of one document, in order. Merge them into shorter notes that keep "
+    "everything bearing on the question, in order."
+)
+FINAL_CONTEXT = "Notes taken from consecutive parts of the document, in document order:"
+
+
+@dataclass
+class MapReducePrompts:
+    """Map, combine and final prompts in a profile's format (or a benchmark's template for the final one).
+
+    Each is built by :func:`build_prompt` with the instruction folded into the question, so the section or the
+    notes come first and stay a prefix shared across questions; the final prompt is the route's usual answer
+    prompt over the notes, so its answers look like every other route's (and a benchmark's template keeps its
+    official output format)."""
+
+    fmt: str
+    render_chat: Callable[[list[Message]], str] | None = None
+    history: Sequence[Message] = ()
+    template: str | None = None
+    extra_stop: Sequence[str] = ()
+
+    def _build(self, context: str, question: str, history: Sequence[Message] = ()) -> Prompt:
+        prompt = build_prompt(self.fmt, context, question, history, False, self.render_chat)
+        prompt.stop.extend(s for s in self.extra_stop if s not in prompt.stop)
+        return prompt
+
+    def map(self, section: str, question: str) -> Prompt:
+        return self._build(section, f"{MAP_INSTRUCTION}\nQuestion: {question}" if question else MAP_INSTRUCTION)
+
+    def combine(self, notes: str, question: str) -> Prompt:
+        return self._build(notes, f"{COMBINE_INSTRUCTION}\nQuestion: {question}" if question else COMBINE_INSTRUCTION)
+
+    def final(self, notes: str, question: str, *, are_notes: bool = True) -> Prompt:
+        """``are_notes=False``: ``notes`` is the document itself (it fit one section), not map answers."""
+        context = (f"{FINAL_CONTEXT}\n\n{notes}" if notes else FINAL_CONTEXT) if are_notes else notes
+        if self.template:
+            prompt = fill_template(self.template, context, question)
+            prompt.stop.extend(s for s in self.extra_stop if s not in prompt.stop)
+            return prompt
+        return self._build(context, question, self.history)
