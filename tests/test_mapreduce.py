@@ -16,6 +16,7 @@ from chatqa.config import GeneratorConfig
 from chatqa.generation import Generation, Generator
 from chatqa.mapreduce import (
     MapReduceError,
+    Plan,
     kept,
     overheads,
     pack_sections,
@@ -109,10 +110,12 @@ def test_sections_do_not_move_with_the_question_length() -> None:
     """Same sections for a short and a longer question: their KV prefixes can be reused by the next one."""
     chunks = make_chunks([40] * 12)
     kw = {"window": 300, "map_budget": 20, "reduce_budget": 20, "answer_budget": 20}
-    a = plan(chunks, count, **dict(zip(("map_overhead", "reduce_overhead"),
-             overheads(PROMPTS, count, "Who narrates?"), strict=True)), **kw)  # fmt: skip
-    b = plan(chunks, count, **dict(zip(("map_overhead", "reduce_overhead"),
-             overheads(PROMPTS, count, "How does the story end, and who is left alive?"), strict=True)), **kw)  # fmt: skip
+
+    def sections_for(question: str) -> Plan:
+        mo, ro = overheads(PROMPTS, count, question)
+        return plan(chunks, count, map_overhead=mo, reduce_overhead=ro, **kw)
+
+    a, b = sections_for("Who narrates?"), sections_for("How does the story end, and who is left alive?")
     assert [s.chunks for s in a.sections] == [s.chunks for s in b.sections]
 
 
