@@ -4,6 +4,11 @@ Each set lives in ``<home>/<hash>/`` (never a user path) with a manifest of ever
 matching manifest means reuse; any difference (a document's sha256, chunk size, tokenizer, retriever) means a
 rebuild. Builds happen in a temporary folder that is renamed into place under a file lock, so a crash or a
 second process never leaves a half-written index where a reader could load it.
+
+Reuse is verified, not assumed: the manifest records every file's size and xxh3-128 checksum (the chunk texts
+included, so an edited ``chunks.jsonl`` cannot put invented text in a citation), and each chunk must still be
+the slice of the document it claims to be. A damaged index is rebuilt with one notice. Reading takes no lock,
+so an index home on a read-only disk serves its up-to-date indexes; the lock is taken only to write.
 """
 
 from __future__ import annotations
@@ -20,14 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from filelock import FileLock
+import xxhash
+from filelock import FileLock, Timeout
 
 from chatqa import __version__
 from chatqa.chunking import Chunk, chunk_documents
 from chatqa.config import Config
+from chatqa.errors import InputError
 from chatqa.ingest import Document
+from chatqa.notices import notice
 
-FORMAT = 1
+FORMAT = 2  # 2: file checksums in the manifest, optional BM25
 
 
 def retriever_id(config: Config) -> str:
@@ -65,7 +73,7 @@ class DocIndex:
     chunks: list[Chunk]
     owners: np.ndarray  # vector row -> chunk id
     faiss: Any
-    bm25: Any
+    bm25: Any  # None when the documents have no BM25 term (no word of two or more characters)
     built: bool = False  # True when this call built it, False when it was reused
     stats: dict[str, float] = field(default_factory=dict)
 
@@ -105,11 +113,28 @@ def bm25_tokens(texts: Sequence[str]) -> list[list[str]]:
 
 
 def build_bm25(texts: Sequence[str]) -> Any:
+    """BM25 over the chunks, or None when no chunk has a single term (a table of digits and signs, or only
+    stopwords): bm25s cannot index an empty vocabulary, and dense retrieval still works on such text."""
     import bm25s
 
+    tokens = bm25_tokens(texts)
+    if not any(tokens):
+        return None
     bm25 = bm25s.BM25()
-    bm25.index(bm25_tokens(texts), show_progress=False)
+    bm25.index(tokens, show_progress=False)
     return bm25
+
+
+def _checksums(path: Path) -> dict[str, dict[str, Any]]:
+    """Size and xxh3-128 of every file of an index folder except the manifest, by relative path."""
+    out = {}
+    for f in sorted(p for p in path.rglob("*") if p.is_file() and p.name != "manifest.json"):
+        h = xxhash.xxh3_128()
+        with open(f, "rb") as handle:
+            while block := handle.read(1 << 22):
+                h.update(block)
+        out[f.relative_to(path).as_posix()] = {"bytes": f.stat().st_size, "xxh3_128": h.hexdigest()}
+    return out
 
 
 def _write(path: Path, chunks: list[Chunk], owners: np.ndarray, index: Any, bm25: Any, manifest: dict) -> None:
@@ -120,25 +145,71 @@ def _write(path: Path, chunks: list[Chunk], owners: np.ndarray, index: Any, bm25
             f.write(json.dumps(c.to_dict(), ensure_ascii=False) + "\n")
     np.save(path / "owners.npy", owners)
     faiss.write_index(index, str(path / "vectors.faiss"))
-    bm25.save(str(path / "bm25"), show_progress=False)
+    if bm25 is not None:
+        bm25.save(str(path / "bm25"), show_progress=False)
+    manifest = {**manifest, "bm25": bm25 is not None, "files": _checksums(path)}
+    for f in path.rglob("*"):
+        if f.is_file():
+            _fsync(f)
     (path / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    _fsync(path / "manifest.json")
 
 
-def load_index(path: Path) -> DocIndex:
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Damaged(Exception):
+    """An index folder whose files are not what its manifest says; the message says which file and how."""
+
+
+def load_index(path: Path, docs: Sequence[Document] | None = None) -> DocIndex:
+    """Load an index after checking every file against the manifest (and, given ``docs``, every chunk
+    against the document text). Raises :class:`Damaged` with the first problem found."""
     import bm25s
     import faiss
 
-    manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-    with open(path / "chunks.jsonl", encoding="utf-8") as f:
-        chunks = [Chunk(**json.loads(line)) for line in f]
-    return DocIndex(
-        path=path,
-        manifest=manifest,
-        chunks=chunks,
-        owners=np.load(path / "owners.npy"),
-        faiss=faiss.read_index(str(path / "vectors.faiss")),
-        bm25=bm25s.BM25.load(str(path / "bm25"), show_progress=False),
-    )
+    try:
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+        files = manifest["files"]
+        if not isinstance(files, dict):
+            raise TypeError("files is not a mapping")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise Damaged(f"manifest.json unreadable: {type(exc).__name__}") from None
+    actual = _checksums(path)
+    for name, want in files.items():
+        got = actual.get(name)
+        if got is None:
+            raise Damaged(f"{name} is missing")
+        if got["bytes"] != want.get("bytes"):
+            raise Damaged(f"{name} has {got['bytes']:,} bytes, the manifest says {want.get('bytes')}")
+        if got["xxh3_128"] != want.get("xxh3_128"):
+            raise Damaged(f"{name}: checksum mismatch")
+    try:
+        with open(path / "chunks.jsonl", encoding="utf-8") as f:
+            chunks = [Chunk(**json.loads(line)) for line in f]
+        index = DocIndex(
+            path=path,
+            manifest=manifest,
+            chunks=chunks,
+            owners=np.load(path / "owners.npy"),
+            faiss=faiss.read_index(str(path / "vectors.faiss")),
+            bm25=bm25s.BM25.load(str(path / "bm25"), show_progress=False) if manifest.get("bm25", True) else None,
+        )
+    except Exception as exc:  # noqa: BLE001 - checksums passed, yet a library refuses the bytes: still damage
+        raise Damaged(
+            f"cannot load ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
+        ) from None
+    for c in chunks if docs is not None else []:
+        if not 0 <= c.doc < len(docs) or docs[c.doc].text[c.start : c.end] != c.text:
+            raise Damaged(
+                f"chunk {c.id} is not the text of {docs[c.doc].name if 0 <= c.doc < len(docs) else '?'} it cites"
+            )
+    return index
 
 
 def _matches(path: Path, expected: dict[str, Any]) -> bool:
@@ -146,7 +217,42 @@ def _matches(path: Path, expected: dict[str, Any]) -> bool:
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return all(manifest.get(k) == v for k, v in expected.items())
+    return isinstance(manifest, dict) and all(manifest.get(k) == v for k, v in expected.items())
+
+
+def _try_open(final: Path, expected: dict[str, Any], docs: Sequence[Document]) -> tuple[DocIndex | None, str]:
+    """The verified index, or None and why not: "" when there is none or it is out of date (a plain build),
+    else what is damaged (a rebuild the user is told about)."""
+    if not final.is_dir():
+        return None, ""
+    if (final / "manifest.json").is_file() and not _matches(final, expected):
+        try:  # a readable manifest for other inputs is out of date, not damaged
+            json.loads((final / "manifest.json").read_text(encoding="utf-8"))["documents"]
+            return None, ""
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    try:
+        return load_index(final, docs), ""
+    except Damaged as exc:
+        return None, str(exc)
+
+
+def _clean_leftovers(home: Path, key: str) -> None:
+    """Remove ``.tmp-*``/``.old-*`` folders of builds that were killed: ours (we hold its lock), and any other
+    key's whose lock is free (no build of it is running)."""
+    for p in home.iterdir():
+        if not (p.name.startswith((".tmp-", ".old-")) and p.is_dir()):
+            continue
+        other = p.name[5:].split("-")[0]
+        if other == key:
+            shutil.rmtree(p, ignore_errors=True)
+            continue
+        lock = FileLock(str(home / f".{other}.lock"), timeout=0)
+        try:
+            with lock:
+                shutil.rmtree(p, ignore_errors=True)
+        except (Timeout, OSError):
+            continue
 
 
 def open_index(
@@ -158,52 +264,88 @@ def open_index(
     progress: bool = False,
     rebuild: bool = False,
 ) -> DocIndex:
-    """Load the index for ``docs`` if an up-to-date one exists, else build it. ``embedder`` is a factory so a
-    reused index never pays for loading the retriever model."""
+    """Load the index for ``docs`` if an up-to-date, intact one exists, else build it. ``embedder`` is a
+    factory so a reused index never pays for loading the retriever model."""
     home = Path(home or config.index_home)
-    home.mkdir(parents=True, exist_ok=True)
     key = index_key(docs, config, tokenizer.id)
     final = home / key
     expected = expected_manifest(docs, config, tokenizer.id)
-    with FileLock(str(home / f".{key}.lock")):
-        if not rebuild and _matches(final, expected):
-            return load_index(final)
-        start = time.perf_counter()
-        chunks = chunk_documents(docs, tokenizer.count, config.chunking.chunk_tokens, config.chunking.overlap_tokens)
-        chunked = time.perf_counter()
-        model = embedder()
-        vectors, owners = model.embed_chunks([c.text for c in chunks], show_progress=progress)
-        embedded = time.perf_counter()
-        index = make_faiss(vectors, config.retrieval.index_type, config.retrieval.ann_threshold)
-        bm25 = build_bm25([c.text for c in chunks])
-        stats = {
-            "chunk_s": chunked - start,
-            "embed_s": embedded - chunked,
-            "index_s": time.perf_counter() - embedded,
-            "n_chunks": len(chunks),
-            "n_vectors": int(vectors.shape[0]),
-            "tokens": sum(c.n_tokens for c in chunks),
-        }
-        manifest = {
-            **expected,
-            "chatqa_version": __version__,
-            "dim": int(vectors.shape[1]),
-            "faiss": type(index).__name__,
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "stats": stats,
-        }
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=home))
-        try:
-            _write(tmp, chunks, owners, index, bm25, manifest)
-            _swap(tmp, final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        out = DocIndex(final, manifest, chunks, owners, index, bm25, built=True, stats=stats)
-        return out
+    damage = ""
+    if not rebuild:  # no lock to read: a swap by a writer shows up as damage and is re-checked under its lock
+        found, damage = _try_open(final, expected, docs)
+        if found is not None:
+            return found
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(home / f".{key}.lock"))
+        lock.acquire()
+    except OSError as exc:
+        why = f"the index {key} is damaged ({damage})" if damage else "there is no up-to-date index for these documents"
+        raise InputError(
+            f"{home} is read-only ({exc.strerror or exc}) and {why}; set CHATQA_HOME to a writable folder"
+        ) from None
+    try:
+        _clean_leftovers(home, key)
+        if not rebuild:  # another process may have built it while this one waited for the lock
+            found, damage = _try_open(final, expected, docs)
+            if found is not None:
+                return found
+            if damage:
+                notice(f"index {key} is damaged ({damage}): rebuilding it")
+        return _build(docs, config, tokenizer, embedder, home, key, expected, progress)
+    finally:
+        lock.release()
+
+
+def _build(
+    docs: Sequence[Document],
+    config: Config,
+    tokenizer: Any,
+    embedder: Callable[[], Any],
+    home: Path,
+    key: str,
+    expected: dict[str, Any],
+    progress: bool,
+) -> DocIndex:
+    final = home / key
+    start = time.perf_counter()
+    chunks = chunk_documents(docs, tokenizer.count, config.chunking.chunk_tokens, config.chunking.overlap_tokens)
+    chunked = time.perf_counter()
+    model = embedder()
+    vectors, owners = model.embed_chunks([c.text for c in chunks], show_progress=progress)
+    embedded = time.perf_counter()
+    index = make_faiss(vectors, config.retrieval.index_type, config.retrieval.ann_threshold)
+    bm25 = build_bm25([c.text for c in chunks])
+    if bm25 is None:
+        notice("no word of two or more letters or digits in the documents: BM25 is off, retrieval is dense only")
+    stats = {
+        "chunk_s": chunked - start,
+        "embed_s": embedded - chunked,
+        "index_s": time.perf_counter() - embedded,
+        "n_chunks": len(chunks),
+        "n_vectors": int(vectors.shape[0]),
+        "tokens": sum(c.n_tokens for c in chunks),
+    }
+    manifest = {
+        **expected,
+        "chatqa_version": __version__,
+        "dim": int(vectors.shape[1]),
+        "faiss": type(index).__name__,
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "stats": stats,
+    }
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=home))
+    try:
+        _write(tmp, chunks, owners, index, bm25, manifest)
+        manifest = json.loads((tmp / "manifest.json").read_text(encoding="utf-8"))
+        _swap(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return DocIndex(final, manifest, chunks, owners, index, bm25, built=True, stats=stats)
 
 
 def _swap(new: Path, final: Path) -> None:
-    """Put ``new`` at ``final``; a reader (holding the same lock) sees either the old or the new index."""
+    """Put ``new`` at ``final``; a reader sees the old index, the new one, or none (and then takes the lock)."""
     old = None
     if final.exists():
         old = final.with_name(f".old-{final.name}-{os.getpid()}")

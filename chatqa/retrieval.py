@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from chatqa.chunking import Chunk
+from chatqa.errors import InputError
 from chatqa.index import DocIndex, bm25_tokens
 
 METHODS = ("dense", "bm25", "hybrid")
@@ -44,6 +45,8 @@ def dense_ranking(index: DocIndex, query_vector: np.ndarray, n: int) -> list[tup
 
 
 def bm25_ranking(index: DocIndex, query: str, n: int) -> list[tuple[int, float]]:
+    if index.bm25 is None:  # documents without a single term: dense alone ranks them
+        return []
     vocab = index.bm25.vocab_dict
     tokens = [t for t in bm25_tokens([query])[0] if t in vocab]
     if not tokens:
@@ -71,6 +74,8 @@ def search(
 ) -> list[Hit]:
     if method not in METHODS:
         raise ValueError(f"unknown retrieval method '{method}' (choose from {', '.join(METHODS)})")
+    if method == "bm25" and index.bm25 is None:
+        raise InputError("this index has no BM25 terms (no word of two or more characters); use dense or hybrid")
     depth = max(k * 4, 20)
     dense: list[tuple[int, float]] = []
     sparse: list[tuple[int, float]] = []

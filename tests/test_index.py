@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from chatqa.config import Config
+from chatqa.errors import InputError
 from chatqa.index import open_index
 from chatqa.ingest import read_sources
 
@@ -81,3 +86,92 @@ def test_hnsw_and_ivf_index_types_search_like_flat(qa, doc: Path, tmp_path: Path
         a = [h.chunk.id for h in search(flat, q, 3, "dense", qa.embedder.embed_query)]
         b = [h.chunk.id for h in search(other, q, 3, "dense", qa.embedder.embed_query)]
         assert a[0] == b[0]
+
+
+# -- issue 11, item 3: verified on open, rebuilt with one notice, usable read-only, no stale temp folders -------
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(b"\xff\xfe garbage \x00" * (1 + path.stat().st_size // 13))
+
+
+def _edit_chunk_text(path: Path) -> None:
+    """Same length, other words: only a checksum of the texts tells (the issue's fake-citation probe)."""
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("lighthouse", "LIGHTHOUSE", 1), encoding="utf-8")
+
+
+DAMAGE = {
+    "truncated faiss": ("vectors.faiss", _truncate),
+    "garbage bm25": ("bm25/vocab.index.json", _garbage),
+    "garbage bm25 params": ("bm25/params.index.json", _garbage),
+    "edited chunk text": ("chunks.jsonl", _edit_chunk_text),
+    "missing owners": ("owners.npy", lambda p: p.unlink()),
+    "garbage manifest": ("manifest.json", _garbage),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_index_is_rebuilt_with_one_notice(qa, doc: Path, tmp_path: Path, capsys, damage: str) -> None:
+    home = tmp_path / "idx"
+    first = build(qa, doc, home)
+    name, hurt = DAMAGE[damage]
+    hurt(first.path / name)
+    capsys.readouterr()
+    again = build(qa, doc, home)
+    err = capsys.readouterr().err
+    assert again.built, f"{damage}: a damaged index was reused"
+    assert "LIGHTHOUSE" not in "".join(c.text for c in again.chunks)
+    assert err.count("\n") == 1 and "rebuilding" in err and first.path.name in err, err
+    assert not build(qa, doc, home).built  # the rebuilt index verifies
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """Make ``path`` really read-only, also for root (who ignores permission bits): a read-only bind mount."""
+    if os.geteuid() != 0:
+        for p in [path, *path.rglob("*")]:
+            p.chmod(p.stat().st_mode & ~0o222)
+        try:
+            yield
+        finally:
+            for p in [path, *path.rglob("*")]:
+                p.chmod(p.stat().st_mode | 0o200)
+        return
+    subprocess.run(["mount", "--bind", "-o", "ro", str(path), str(path)], check=True, capture_output=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+def test_a_read_only_home_with_an_up_to_date_index_is_usable(qa, doc: Path, tmp_path: Path) -> None:
+    home = tmp_path / "idx"
+    first = build(qa, doc, home)
+
+    def no_embedder():
+        raise AssertionError("a reused index must not load the retriever")
+
+    with read_only(home):
+        with pytest.raises(OSError):
+            (home / "probe").write_text("x")  # the home really is read-only
+        again = open_index(read_sources([str(doc)]), Config(), qa.tokenizer, no_embedder, home=home)
+        assert not again.built and again.path == first.path and len(again.chunks) == len(first.chunks)
+    (first.path / "vectors.faiss").write_bytes(b"junk")
+    with read_only(home), pytest.raises(InputError, match="read-only") as err:
+        open_index(read_sources([str(doc)]), Config(), qa.tokenizer, no_embedder, home=home)
+    assert "\n" not in str(err.value)
+
+
+def test_temp_folders_of_a_killed_build_are_removed_by_the_next_build(qa, doc: Path, tmp_path: Path) -> None:
+    home = tmp_path / "idx"
+    first = build(qa, doc, home)
+    key = first.path.name
+    for stale in (f".tmp-{key}-k1ll3d", ".tmp-0123456789abcdef0123-x", f".old-{key}-4242"):
+        (home / stale).mkdir()
+        (home / stale / "vectors.faiss").write_bytes(b"half written")
+    doc.write_text(TEXT + "\n\nOne more paragraph.", encoding="utf-8")
+    assert build(qa, doc, home).built
+    assert sorted(p.name for p in home.iterdir() if not p.name.endswith(".lock")) == [key]

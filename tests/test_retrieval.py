@@ -117,3 +117,21 @@ def test_windows_cover_every_chunk(qa, planted) -> None:
         covered = "".join(windows)
         assert all(word in covered for word in chunk.text.split())
         assert windows[0] == chunk.text[: len(windows[0])].lstrip() or chunk.text.lstrip().startswith(windows[0])
+
+
+# -- issue 11, item 8: a document with no BM25 term ---------------------------------------------------------
+def test_a_document_without_any_bm25_term_is_indexed_dense_only(qa, tmp_path, capsys) -> None:
+    from chatqa.config import Config
+    from chatqa.errors import InputError
+    from chatqa.index import open_index
+
+    doc = Document.from_text("1 2 3 - + =\n4 5 6 * / %\n", name="signs.txt")
+    index = open_index([doc], Config(), qa.tokenizer, lambda: qa.embedder, home=tmp_path / "idx")
+    assert index.built and index.bm25 is None and len(index.chunks) == 1
+    assert "BM25 is off" in capsys.readouterr().err
+    hits = search(index, "what comes after 3?", 3, "hybrid", qa.embedder.embed_query)
+    assert [h.chunk.id for h in hits] == [0] and hits[0].bm25_rank is None
+    with pytest.raises(InputError, match="no BM25"):
+        search(index, "what comes after 3?", 3, "bm25")
+    reopened = open_index([doc], Config(), qa.tokenizer, lambda: qa.embedder, home=tmp_path / "idx")
+    assert not reopened.built and reopened.bm25 is None
