@@ -172,6 +172,8 @@ class ChatQA:
         if budget < 1:
             raise InputError("--max-new-tokens must be at least 1")
         truncate = truncate or cfg.routing.truncate
+        if truncate not in (None, "middle"):
+            raise InputError(f"unknown truncate '{truncate}' (the only choice is middle)")
         if docs is None:
             raise InputError("no document given")
 

@@ -15,6 +15,7 @@ import warnings
 from chatqa.weights import offline
 
 _callback = None  # keep a reference: llama.cpp holds only the C pointer
+_quieted = False
 
 
 def interactive() -> bool:
@@ -22,8 +23,11 @@ def interactive() -> bool:
 
 
 def quiet_libraries() -> None:
-    """Silence model-loading noise; safe to call many times."""
-    global _callback
+    """Silence model-loading noise, once per process (later calls return at once)."""
+    global _callback, _quieted
+    if _quieted:
+        return
+    _quieted = True
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     offline()
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")

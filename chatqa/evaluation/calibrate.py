@@ -16,7 +16,6 @@ from a measured prefill speed is printed first; a loaded machine can take twice 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -28,20 +27,11 @@ from typing import Any
 
 import yaml
 
-from chatqa.config import Config, load_profile
+from chatqa.config import Config
 from chatqa.errors import ConfigError, InputError
 
 _SECTION = re.compile(r"generator\s*:\s*(#.*)?$")
 _VALUE = re.compile(r"^(\s+effective_window\s*:[ \t]*)([^#\n]*?)([ \t]*(?:#.*)?)$")
-
-
-def parse_lengths(text: str) -> list[int]:
-    """Parse "2k,4k,1500" as [1500, 2048, 4096]: k is 1024, so "32k" is exactly a 32,768-token window."""
-    try:
-        out = [int(float(t[:-1]) * 1024) if t.lower().endswith("k") else int(t) for t in text.split(",") if t]
-    except ValueError:
-        raise InputError(f"--lengths: expected numbers like 2k,4k,8k, got {text!r}") from None
-    return sorted(set(out))
 
 
 def effective_window(accuracy: dict[int, float], threshold: float) -> int | None:
@@ -174,45 +164,3 @@ def run(
             write_effective_window(path, eff)
             report["written"] = True
     return report
-
-
-def cmd_calibrate(args: argparse.Namespace) -> int:
-    from chatqa.progress import interactive
-
-    config = load_profile(args.profile)
-    depths = [float(d) for d in args.depths.split(",") if d]
-    if not depths or any(not 0.0 <= d <= 1.0 for d in depths):
-        raise InputError(f"--depths must be numbers in [0, 1], got {args.depths!r}")
-    tty = interactive()
-
-    def notice(text: str) -> None:
-        if not args.json:
-            print(text, flush=True)
-        elif tty:
-            print(text, file=sys.stderr, flush=True)
-
-    report = run(config, parse_lengths(args.lengths), depths, args.n, args.threshold, not args.no_longeval,
-                 args.write, notice, progress=tty)  # fmt: skip
-    if args.json:
-        print(json.dumps(report))
-        return 0
-    print(markdown(report))
-    if report["evidence"]:
-        print(f"evidence: {report['evidence']}" + (f"; wrote effective_window to {report['profile_path']}"
-                                                   if report["written"] else ""))  # fmt: skip
-    return 0
-
-
-def register(sub: argparse._SubParsersAction, extra: dict[str, Callable[[argparse.Namespace], int]]) -> None:
-    p = sub.add_parser("calibrate", help="measure the effective context window and write it into the profile")
-    p.add_argument("--profile", default="default", help="profile name in configs/ or a YAML path")
-    p.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
-    p.add_argument("--lengths", default="2k,4k,8k,16k,32k", help="total prompt lengths to test (k = 1024)")
-    p.add_argument("--depths", default="0.1,0.5,0.9", help="pass key positions, fractions of the context")
-    p.add_argument("--n", type=int, default=1, help="passkey cases per length x depth; LongEval cases per file")
-    p.add_argument("--threshold", type=float, default=0.85, help="accuracy required (RULER: 0.85)")
-    p.add_argument("--no-longeval", action="store_true", help="passkey only (skip LongEval line retrieval)")
-    w = p.add_mutually_exclusive_group()
-    w.add_argument("--write", dest="write", action="store_true", default=True, help="write the profile (default)")
-    w.add_argument("--dry-run", dest="write", action="store_false", help="measure and print only")
-    extra["calibrate"] = cmd_calibrate

@@ -64,15 +64,28 @@ class SuiteOptions:
 
 
 def parse_lengths(text: str | list[Any]) -> list[int]:
-    """``"2k,4k,128K"`` -> token counts; k means x1024 as in the benchmark papers' "128K"."""
+    """``"2k,4k,1500"`` -> [1500, 2048, 4096], sorted and without repeats; k means x1024 as in the papers'
+    "128K", so "32k" is exactly a 32,768-token window. The one parser for suites, ``eval run`` and ``calibrate``."""
     items = text.split(",") if isinstance(text, str) else list(text)
-    out = []
+    out = set()
     for item in items:
-        m = re.fullmatch(r"\s*(\d+)\s*([kK]?)\s*", str(item))
-        if not m or int(m.group(1)) == 0:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kK]?)\s*", str(item))
+        value = int(float(m.group(1)) * (1024 if m.group(2) else 1)) if m else 0
+        if value < 1:
             raise InputError(f"bad length {str(item).strip()!r}: use token counts such as 2k,4k,32768")
-        out.append(int(m.group(1)) * (1024 if m.group(2) else 1))
-    return out
+        out.add(value)
+    return sorted(out)
+
+
+def parse_depths(text: str) -> list[float]:
+    """``"0,0.5,1"`` -> needle depths as fractions of the context (the one parser for eval and calibrate)."""
+    try:
+        depths = [float(d) for d in text.split(",") if d.strip()]
+    except ValueError:
+        raise InputError(f"bad depths {text!r}: use fractions such as 0,0.5,1") from None
+    if not depths or not all(0.0 <= d <= 1.0 for d in depths):
+        raise InputError(f"bad depths {text!r}: each depth must be between 0 and 1")
+    return depths
 
 
 def suite_dirs() -> list[Path]:

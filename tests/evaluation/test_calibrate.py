@@ -16,7 +16,8 @@ from chatqa import ChatQA
 from chatqa.cli import main
 from chatqa.config import GeneratorConfig, load_profile
 from chatqa.errors import InputError
-from chatqa.evaluation.calibrate import effective_window, parse_lengths, write_effective_window
+from chatqa.evaluation.calibrate import effective_window, write_effective_window
+from chatqa.evaluation.suites import parse_lengths
 from chatqa.generation import Generation, Generator
 from tests.conftest import ROOT, SAMPLE
 

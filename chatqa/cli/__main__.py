@@ -1,0 +1,5 @@
+import sys
+
+from chatqa.cli import main
+
+sys.exit(main())

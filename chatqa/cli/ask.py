@@ -1,0 +1,113 @@
+"""``chatqa ask`` (one question) and ``chatqa chat`` (one question per line on stdin) about documents."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from chatqa.cli._app import ChunkTokens, Docs, Json, MaxNewTokens, Mode, Profile, Retrieval, TopK, Truncate, app
+from chatqa.errors import ChatQAError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chatqa.pipeline import Answer, ChatQA
+
+
+def load_qa(profile: str, chunk_tokens: int | None = None) -> ChatQA:
+    """The pipeline for a command: the profile with the command line's overrides (validated by the config)."""
+    from chatqa.pipeline import ChatQA
+
+    return ChatQA.from_profile(profile, **{"chunking.chunk_tokens": chunk_tokens})
+
+
+def print_answer(answer: Answer, streamed: bool) -> None:
+    if not streamed:
+        print(answer.answer)
+    else:
+        print()
+    cites = ", ".join(
+        f"{c['doc']}:{c['lines'][0]}-{c['lines'][1]}" + (f" (chunk {c['chunk']})" if c["chunk"] is not None else "")
+        for c in answer.citations
+    )
+    u = answer.usage
+    s = u["seconds"]
+    stages = " ".join(f"{k} {v:.2f}s" for k, v in s.items() if k != "total" and v >= 0.005)
+    print(f"\nroute: {answer.route} ({answer.reason})")
+    if answer.attempts:
+        print(f"first try (rag, declined): {answer.attempts[0]['answer']!r}")
+    print(f"citations: {cites}")
+    print(
+        f"cost: {u['prompt_tokens']:,} prompt + {u['completion_tokens']:,} answer tokens "
+        f"({u['cached_tokens']:,} cached); {s['total']:.2f}s [{stages}]"
+    )
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="the question")],
+    doc: Docs,
+    profile: Profile = "default",
+    json_out: Json = False,
+    mode: Mode = None,
+    top_k: TopK = None,
+    retrieval: Retrieval = None,
+    truncate: Truncate = None,
+    max_new_tokens: MaxNewTokens = None,
+    chunk_tokens: ChunkTokens = None,
+) -> None:
+    """Answer one question about documents."""
+    from chatqa.progress import interactive
+
+    if not question.strip():
+        raise ChatQAError("the question is empty")
+    qa = load_qa(profile, chunk_tokens)
+    stream = not json_out and sys.stdout.isatty()
+    on_text = (lambda t: print(t, end="", flush=True)) if stream else None
+    answer = qa.ask(question, docs=doc, on_text=on_text, progress=interactive() and not json_out, mode=mode,
+                    top_k=top_k, retrieval=retrieval, truncate=truncate, max_new_tokens=max_new_tokens)  # fmt: skip
+    if json_out:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False))
+    else:
+        print_answer(answer, streamed=stream)
+
+
+@app.command()
+def chat(
+    doc: Docs,
+    profile: Profile = "default",
+    json_out: Json = False,
+    mode: Mode = None,
+    top_k: TopK = None,
+    retrieval: Retrieval = None,
+    truncate: Truncate = None,
+    max_new_tokens: MaxNewTokens = None,
+    chunk_tokens: ChunkTokens = None,
+) -> None:
+    """Multi-turn questions about documents (one per line on stdin)."""
+    qa = load_qa(profile, chunk_tokens)
+    docs = qa.documents(doc)
+    options: dict[str, Any] = {"mode": mode, "top_k": top_k, "retrieval": retrieval, "truncate": truncate,
+                               "max_new_tokens": max_new_tokens}  # fmt: skip
+    tty = sys.stdin.isatty()
+    messages: list[dict[str, str]] = []
+    while True:
+        if tty:
+            print("you> ", end="", file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            break
+        question = line.strip()
+        if question in ("exit", "quit", ":q"):
+            break
+        if not question:
+            continue
+        messages.append({"role": "user", "content": question})
+        answer = qa.ask(docs=docs, messages=messages, **options)
+        messages.append({"role": "assistant", "content": answer.answer})
+        if json_out:
+            print(json.dumps(answer.to_dict(), ensure_ascii=False), flush=True)
+        else:
+            print(answer.answer)
+            print(f"  [{answer.route}: {answer.reason}]", flush=True)
