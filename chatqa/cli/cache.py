@@ -35,8 +35,14 @@ def ls(profile: Profile = "default", json_out: Json = False) -> None:
     entries = store.entries()
     total = sum(e.bytes for e in entries)
     rows: list[dict[str, Any]] = [
-        {"key": e.key, "bytes": e.bytes, "tokens": e.tokens, "model": e.model, "last_used": e.last_used,
-         "damaged": e.damaged}
+        {
+            "key": e.key,
+            "bytes": e.bytes,
+            "tokens": e.tokens,
+            "model": e.model,
+            "last_used": e.last_used,
+            "damaged": e.damaged,
+        }
         for e in entries
     ]
     if json_out:
