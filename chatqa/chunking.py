@@ -30,13 +30,23 @@ class Chunk:
     line_end: int
     n_tokens: int
     text: str
+    pages: tuple[int, int] | None = None  # first and last page (1-based) for paged documents (PDF)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @property
     def citation(self) -> str:
-        return f"{self.doc_name}:{self.line_start}-{self.line_end}"
+        where = f"{self.doc_name}:{self.line_start}-{self.line_end}"
+        if self.pages is None:
+            return where
+        first, last = self.pages
+        return f"{where} (p. {first})" if first == last else f"{where} (p. {first}-{last})"
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Chunk:
+        pages = data.get("pages")
+        return cls(**{**data, "pages": tuple(pages) if pages is not None else None})
 
 
 def split_text(text: str, count: Callable[[str], int], chunk_tokens: int, overlap_tokens: int = 0) -> list[str]:
@@ -79,6 +89,9 @@ def chunk_documents(
             lead = len(piece) - len(piece.lstrip())
             trail = len(piece) - len(piece.rstrip())
             first, last = start + lead, max(start + lead, end - trail - 1)
+            line_start = bisect.bisect_right(newlines, first - 1) + 1
+            line_end = bisect.bisect_right(newlines, last - 1) + 1
+            pages = (doc.page_of(line_start), doc.page_of(line_end)) if doc.pages else None
             chunks.append(
                 Chunk(
                     id=len(chunks),
@@ -86,10 +99,11 @@ def chunk_documents(
                     doc_name=doc.name,
                     start=start,
                     end=end,
-                    line_start=bisect.bisect_right(newlines, first - 1) + 1,
-                    line_end=bisect.bisect_right(newlines, last - 1) + 1,
+                    line_start=line_start,
+                    line_end=line_end,
                     n_tokens=count(piece),
                     text=piece,
+                    pages=pages,  # type: ignore[arg-type]
                 )
             )
     return chunks

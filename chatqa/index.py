@@ -35,7 +35,7 @@ from chatqa.errors import InputError
 from chatqa.ingest import Document
 from chatqa.notices import notice
 
-FORMAT = 2  # 2: file checksums in the manifest, optional BM25
+FORMAT = 3  # 2: file checksums in the manifest, optional BM25; 3: chunks carry PDF pages
 
 
 def retriever_id(config: Config) -> str:
@@ -191,7 +191,7 @@ def load_index(path: Path, docs: Sequence[Document] | None = None) -> DocIndex:
             raise Damaged(f"{name}: checksum mismatch")
     try:
         with open(path / "chunks.jsonl", encoding="utf-8") as f:
-            chunks = [Chunk(**json.loads(line)) for line in f]
+            chunks = [Chunk.from_dict(json.loads(line)) for line in f]
         index = DocIndex(
             path=path,
             manifest=manifest,

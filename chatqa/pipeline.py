@@ -218,7 +218,15 @@ class ChatQA:
             gen = generator.generate(prompt.text, budget, prompt.stop, on_text, prefix=prefix)
             usage.add(gen)
             text = gen.text
-            citations = [{"doc": d.name, "lines": [1, d.text.count("\n") + 1], "chunk": None} for d in documents]
+            citations = [
+                {
+                    "doc": d.name,
+                    "lines": [1, d.text.count("\n") + 1],
+                    "chunk": None,
+                    "pages": [1, len(d.pages)] if d.pages else None,
+                }  # fmt: skip
+                for d in documents
+            ]
         usage.seconds["load"] = self._load_s
         usage.seconds["total"] = time.perf_counter() - start
         return Answer(
@@ -316,6 +324,7 @@ def _cite(chunk: Chunk, score: float) -> dict[str, Any]:
         "chunk": chunk.id,
         "doc": chunk.doc_name,
         "lines": [chunk.line_start, chunk.line_end],
+        "pages": list(chunk.pages) if chunk.pages else None,  # PDFs: first and last page
         "score": round(float(score), 4),
     }
 

@@ -51,7 +51,7 @@ def test_missing_and_empty_sources(tmp_path: Path) -> None:
         read_sources([str(tmp_path / "missing.txt")])
     with pytest.raises(InputError, match="no document"):
         read_sources([])
-    with pytest.raises(InputError, match="no .txt or .md"):
+    with pytest.raises(InputError, match="folder has no .txt, .md"):
         read_sources([str(tmp_path)])
 
 

@@ -1,19 +1,24 @@
-"""Reading documents: plain text and Markdown files, folders of them, or standard input.
+"""Reading documents: text and Markdown files, PDF, HTML and DOCX, folders of them, or standard input.
 
 Decoding honours a byte-order mark (UTF-8, UTF-16, UTF-32), then tries strict UTF-8, then latin-1, which never
 fails; the fallback is recorded on the document and said once on stderr, since a wrong guess garbles every
 non-ASCII character the answer may quote. Binary files are refused rather than turned into noise, and so is
 anything that is not a regular file: a FIFO would block forever, a device would never end.
+
+Other formats go through a reader chosen by file suffix (:data:`READERS`, :func:`register_reader`); the
+shipped ones (PDF, HTML, DOCX) live in :mod:`chatqa.ingest.formats`, chosen by measurement
+(``benchmarks/bench_ingest.py``).
 """
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import hashlib
 import os
 import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +48,13 @@ class Document:
     text: str
     source: str | None = None  # absolute path when read from disk
     encoding: str = "utf-8"
+    pages: tuple[int, ...] | None = None  # paged formats (PDF): the 1-based line on which each page starts
+
+    def page_of(self, line: int) -> int | None:
+        """The 1-based page that holds ``line``, for citations; None for unpaged documents."""
+        if not self.pages:
+            return None
+        return max(1, bisect.bisect_right(self.pages, line))
 
     @property
     def sha256(self) -> str:
@@ -80,7 +92,7 @@ def decode(data: bytes, name: str) -> tuple[str, str]:
             except UnicodeDecodeError:
                 raise InputError(f"{name}: starts with a {codec} byte-order mark but is not {codec} text") from None
     if b"\x00" in data[:8192]:
-        raise InputError(f"{name}: looks like a binary file, not text (chatqa reads .txt and .md)")
+        raise InputError(f"{name}: looks like a binary file, not text (chatqa reads text, Markdown, PDF, HTML, DOCX)")
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -103,9 +115,39 @@ def _check_regular(path: Path) -> None:
                          "on stdin with --doc - instead")  # fmt: skip
 
 
+Reader = Callable[[Path, str], Document]  # (path, name shown in messages) -> Document
+READERS: dict[str, Reader] = {}
+
+
+def register_reader(suffixes: Sequence[str], reader: Reader) -> None:
+    """Read files with these suffixes (lower case, with the dot) through ``reader``; folders include them."""
+    for suffix in suffixes:
+        READERS[suffix.lower()] = reader
+
+
+def make_document(path: Path, text: str, encoding: str, pages: Sequence[str] | None = None) -> Document:
+    """A document from a reader's text, or from its pages (joined by blank lines, each page's first line
+    recorded so citations can name pages)."""
+    if pages is not None:
+        pages = [_normalise_newlines(p).strip("\n") for p in pages]
+        starts, line = [], 1
+        for p in pages:
+            starts.append(line)
+            line += p.count("\n") + 2  # the page's lines and the blank line between pages
+        text = "\n\n".join(pages)
+    text = _normalise_newlines(text)
+    if not text.strip():
+        raise InputError(f"{printable(str(path))}: document is empty")
+    return Document(path.name, text, str(path.resolve()), encoding, tuple(starts) if pages is not None else None)
+
+
 def read_document(path: Path) -> Document:
     _check_regular(path)
     shown = printable(str(path))
+    _load_formats()
+    reader = READERS.get(path.suffix.lower())
+    if reader is not None:
+        return reader(path, shown)
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -136,9 +178,11 @@ def read_sources(sources: Sequence[str]) -> list[Document]:
             continue
         path = Path(source).expanduser()
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+            _load_formats()
+            known = (*TEXT_SUFFIXES, *READERS)
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in known)
             if not files:
-                raise InputError(f"{printable(str(path))}: folder has no .txt or .md files")
+                raise InputError(f"{printable(str(path))}: folder has no {', '.join(known)} files")
             docs.extend(read_document(p) for p in files)
         elif path.exists():
             docs.append(read_document(path))
@@ -173,3 +217,9 @@ def load_documents(docs: Sequence[DocLike] | DocLike) -> list[Document]:
 def _type_message(value: object) -> str:
     hint = " (decode it and pass Document.from_text(text, name))" if isinstance(value, (bytes, bytearray)) else ""
     return f"a document must be a path, a Document, or a list of them, not {type(value).__name__}{hint}"
+
+
+def _load_formats() -> None:
+    """Register the shipped PDF/HTML/DOCX readers on first use (their libraries import only when a file of
+    that kind is read)."""
+    from chatqa.ingest import formats  # noqa: F401 - registers on import
