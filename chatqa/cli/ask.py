@@ -22,15 +22,24 @@ def load_qa(profile: str, chunk_tokens: int | None = None) -> ChatQA:
     return ChatQA.from_profile(profile, **{"chunking.chunk_tokens": chunk_tokens})
 
 
+def citation_text(c: dict[str, Any]) -> str:
+    """``name:first-last``, then ``p. N`` or ``p. N-M`` for PDFs, then the chunk; the name escaped so that a
+    newline or an escape code in a file name cannot split or forge the line."""
+    from chatqa.ingest import printable
+
+    text = f"{printable(c['doc'])}:{c['lines'][0]}-{c['lines'][1]}"
+    pages = c.get("pages")
+    if pages:
+        text += f" p. {pages[0]}" if pages[0] == pages[1] else f" p. {pages[0]}-{pages[1]}"
+    return text + (f" (chunk {c['chunk']})" if c.get("chunk") is not None else "")
+
+
 def print_answer(answer: Answer, streamed: bool) -> None:
     if not streamed:
         print(answer.answer)
     else:
         print()
-    cites = ", ".join(
-        f"{c['doc']}:{c['lines'][0]}-{c['lines'][1]}" + (f" (chunk {c['chunk']})" if c["chunk"] is not None else "")
-        for c in answer.citations
-    )
+    cites = ", ".join(citation_text(c) for c in answer.citations)
     u = answer.usage
     s = u["seconds"]
     stages = " ".join(f"{k} {v:.2f}s" for k, v in s.items() if k != "total" and v >= 0.005)
