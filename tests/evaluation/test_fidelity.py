@@ -200,3 +200,20 @@ def test_ruler_repeats_documents_when_the_pool_runs_out(tmp_path: Path) -> None:
     (s,) = make_ruler_qa("hotpotqa", 400, 1, count_tokens=lambda t: len(t.split()), path=path)
     assert s.meta["n_docs"] > 2  # only 2 distinct paragraphs exist
     assert s.context.count("T0\nzero.") + s.context.count("T1\none.") == s.meta["n_docs"]
+
+
+def test_real_gguf_chat_template_keeps_the_placeholders_for_the_pipeline() -> None:
+    """Through SmolLM2's own GGUF chat template (the generators' one renderer): the official prompt is the user
+    message, whole, and the document and question land where the official str.format would put them."""
+    from chatqa.config import load_profile
+    from chatqa.generation import load_tokenizer
+
+    tokenizer = load_tokenizer(load_profile("smollm2").generator)
+    suite = load_suite("kv_retrieval")
+    s = Sample("k", "kv_retrieval", 'JSON data:\n{"a": "{input}"}', '\nKey: "a"\nThe value associated with the '
+               "specified key is: ", ['{input}'])  # fmt: skip
+    official = tpl.INFINITEBENCH_TEMPLATES["kv_retrieval"].format(context=s.context, input=s.question)
+    expected = tokenizer.render_chat([{"role": "system", "content": "You are a helpful assistant"},
+                                      {"role": "user", "content": official}])  # fmt: skip
+    assert "<|im_start|>user" in expected  # SmolLM2's ChatML template, with the generation prompt
+    assert through_pipeline(template_for(suite, s, "chat", tokenizer.render_chat), s) == expected
