@@ -1,8 +1,8 @@
 """End to end with the real embedded models: questions about the bundled sample document.
 
-The generator is Gemma 3 270M *base*: it answers entity questions (who designed, who led, ...) well from
-retrieved chunks, and numbers poorly. The default suite asks the six "who" questions of the question file
-(measured 5/6 with RAG); the slow test asks all 19 factual questions per route and prints the accuracy.
+The generator is the shipped default, Qwen2.5-Coder-0.5B-Instruct with its RAG budget (profile top_k chunks of
+chunk_tokens). The default suite asks the six "who" questions of the question file; the slow test asks all 19
+factual questions per route and prints the accuracy.
 """
 
 from __future__ import annotations
@@ -25,31 +25,36 @@ def correct(answer: str, q: dict) -> bool:
     return any(a.lower() in answer.lower() for a in q["answers"])
 
 
-def test_rag_answers_who_questions_about_the_sample(qa) -> None:
+def test_rag_answers_who_questions_about_the_sample(default_qa) -> None:
+    qa = default_qa
     results = []
     for q in questions(WHO):
         ans = qa.ask(q["question"], docs=[SAMPLE], mode="rag")
-        assert ans.route == "rag" and len(ans.citations) == 5
+        assert ans.route == "rag" and len(ans.citations) == qa.config.retrieval.top_k
         assert all(c["doc"] == SAMPLE.name for c in ans.citations)
         results.append((q["id"], correct(ans.answer, q), ans.answer))
     print("\n" + "\n".join(map(str, results)))
     assert sum(ok for _, ok, _ in results) >= 4, results
 
 
-def test_answer_cites_the_chunk_with_the_evidence(qa) -> None:
+def test_answer_cites_the_chunk_with_the_evidence(default_qa) -> None:
+    qa = default_qa
     q = questions(("q01",))[0]
     ans = qa.ask(q["question"], docs=[SAMPLE], mode="rag")
     text = SAMPLE.read_text()
     lines = text.splitlines()
     cited = ["\n".join(lines[c["lines"][0] - 1 : c["lines"][1]]) for c in ans.citations]
     assert any(q["evidence"] in block for block in cited)
-    assert ans.usage["prompt_tokens"] > 4 * 1000 and ans.usage["completion_tokens"] >= 1
+    budget = qa.config.retrieval.top_k * qa.config.chunking.chunk_tokens
+    assert budget * 0.8 < ans.usage["prompt_tokens"] <= qa.config.generator.effective_window  # sized to the model
+    assert ans.usage["completion_tokens"] >= 1
     assert ans.usage["seconds"]["prefill"] > 0 and ans.usage["seconds"]["total"] >= ans.usage["seconds"]["prefill"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("mode", "at_least"), [("rag", 10), ("long", 5)])
-def test_all_factual_questions(qa, mode: str, at_least: int) -> None:
+def test_all_factual_questions(default_qa, mode: str, at_least: int) -> None:
+    qa = default_qa
     """Measured 12/19 (rag) and 7/19 (long) on 2026-11-22; the long route reuses the document's KV state,
     so after the first question each costs well under a second of prefill."""
     qs = questions()

@@ -20,7 +20,12 @@ def calibrate(
     depths: Annotated[str, typer.Option(help="pass key positions, fractions of the context")] = "0.1,0.5,0.9",
     n: Annotated[int, typer.Option("--n", help="passkey cases per length x depth; LongEval cases per file")] = 1,
     threshold: Annotated[float, typer.Option(help="accuracy required (RULER: 0.85)")] = 0.85,
-    no_longeval: Annotated[bool, typer.Option("--no-longeval", help="passkey only (skip LongEval)")] = False,
+    no_longeval: Annotated[bool, typer.Option("--no-longeval", help="skip LongEval line retrieval")] = False,
+    no_nolima: Annotated[bool, typer.Option("--no-nolima", help="skip the NoLiMa non-literal needle probe")] = False,
+    relative: Annotated[float, typer.Option(help="NoLiMa: share of the model's 1K base score to keep")] = 0.85,
+    rule: Annotated[str, typer.Option(help="window written: stricter | absolute (RULER) | relative (NoLiMa)")] = (
+        "stricter"
+    ),
     write: Annotated[bool, typer.Option("--write/--dry-run", help="write the profile, or only measure")] = True,
 ) -> None:
     """Measure the effective context window and write it into the profile."""
@@ -41,7 +46,7 @@ def calibrate(
             print(text, file=sys.stderr, flush=True)
 
     report = run(config, parse_lengths(lengths), depth_list, n, threshold, not no_longeval, write, notice,
-                 progress=tty)  # fmt: skip
+                 progress=tty, nolima=not no_nolima, rule=rule, relative=relative)  # fmt: skip
     if json_out:
         print(json.dumps(report))
         return

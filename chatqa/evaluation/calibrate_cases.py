@@ -1,5 +1,5 @@
-"""The cases ``chatqa calibrate`` runs: official-template passkey prompts and LongEval line retrieval, sized in
-the generator's own tokens, plus a prefill-speed probe for the up-front runtime estimate.
+"""The cases ``chatqa calibrate`` runs: official-template passkey prompts, LongEval line retrieval and a NoLiMa
+non-literal needle, sized in the generator's own tokens, plus a prefill-speed probe for the runtime estimate.
 
 Every case is a whole prompt of at most its tested length (template, context and answer budget included), run
 long-context only: calibration measures what the model reads, never what retrieval finds.
@@ -7,6 +7,7 @@ long-context only: calibration measures what the model reads, never what retriev
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -19,10 +20,31 @@ DECODE_TOK_S = 40.0  # a conservative CPU decode speed for the estimate (measure
 MARGIN = 4  # tokens kept free for BOS and merges at the context's edges
 PASSKEY_OPENING = "The pass key is"  # InfiniteBench's open-model ending, used as the reply's start in chat formats
 
+# NoLiMa (arXiv 2502.05167): the needle and the question share no content word, so finding the needle takes a
+# one-hop association (Semper Opera -> Dresden) instead of string matching, which passkey and LongEval allow.
+NOLIMA_TEMPLATE = (
+    "You will answer a question based on the following book snippet:\n\n{haystack}\n\nUse the information provided "
+    "in the book snippet to answer the question. Your answer should be short and based on either explicitly stated "
+    "facts or strong, logical inferences.\n\nQuestion: {question}\n\nReturn only the final answer with no "
+    "additional explanation or reasoning."
+)
+NOLIMA_PAIRS = (  # (needle, question): landmark in the needle, its city only in the question
+    ("Actually, {name} lives next to the Semper Opera.", "Which character has been to Dresden?"),
+    ("Actually, {name} lives next to the Alte Pinakothek.", "Which character has been to Munich?"),
+    ("Actually, {name} lives next to the Kiasma museum.", "Which character has been to Helsinki?"),
+    ("Actually, {name} lives next to the Sagrada Familia.", "Which character has been to Barcelona?"),
+    ("Actually, {name} lives next to the Stephansdom.", "Which character has been to Vienna?"),
+    ("Actually, {name} lives next to the Belem Tower.", "Which character has been to Lisbon?"),
+)
+NOLIMA_NAMES = ("Yuki", "Stuart", "Katie", "Caspar", "Megan", "Veronica", "Calvin", "Mandy", "Rodney", "Ingrid")
+NOLIMA_BUDGET = 12  # answer tokens: a name
+NOLIMA_BASE_LENGTH = 1024  # the short context whose score the relative threshold is taken from (NoLiMa: <= 1K)
+NOLIMA_HAYSTACK = "gutenberg/pg1342.txt"  # real prose (NoLiMa uses books); none of the names or cities occur in it
+
 
 @dataclass
 class Case:
-    task: str  # passkey | longeval
+    task: str  # passkey | longeval | nolima
     length: int  # the tested length this case counts for
     prompt: str
     gold: str
@@ -120,12 +142,65 @@ def longeval_cases(generator: Generator, config: Config, lengths: list[int], n: 
     return cases
 
 
+def _nolima_haystack() -> str:
+    from chatqa.evaluation.datasets import load_gutenberg
+    from chatqa.evaluation.samples import DEFAULT_DATA_DIR
+    from chatqa.evaluation.synthetic import PASSKEY_NOISE
+
+    try:
+        return load_gutenberg(DEFAULT_DATA_DIR / NOLIMA_HAYSTACK)
+    except FileNotFoundError:  # without ../shared the probe still runs, on the passkey noise (easier: say so)
+        return PASSKEY_NOISE * 400
+
+
+def nolima_cases(generator: Generator, config: Config, lengths: list[int], depths: list[float], n: int) -> list[Case]:
+    """NoLiMa-style cases at each tested length and at the short base length (for the relative threshold):
+    a stretch of a novel from a seeded offset, cut to fit in the model's tokens, the needle spliced in at a
+    sentence boundary at each depth; the gold is the character's name."""
+    import random
+
+    from chatqa.evaluation.synthetic import _nearest_boundary, _splice
+
+    fmt = config.generator.prompt_format
+    book = _nolima_haystack()
+
+    def prompt_of(haystack: str, question: str) -> str:
+        text = NOLIMA_TEMPLATE.format(haystack=haystack, question=question)
+        return _wrap(generator, fmt, text + ("\n\nAnswer:" if fmt == "completion" else ""))
+
+    overhead = _tokens(generator, prompt_of("", NOLIMA_PAIRS[0][1])) + 16  # the longest needle's tokens
+    cases = []
+    for length in sorted({NOLIMA_BASE_LENGTH, *lengths}):
+        room = length - overhead - NOLIMA_BUDGET - MARGIN
+        for depth in depths:
+            for i in range(n):
+                rng = random.Random(f"nolima:{length}:{depth}:{i}")
+                needle, question = NOLIMA_PAIRS[rng.randrange(len(NOLIMA_PAIRS))]
+                name = NOLIMA_NAMES[rng.randrange(len(NOLIMA_NAMES))]
+                start = _nearest_boundary(book, rng.randrange(max(1, len(book) - room * 6)))
+                ids = generator.tokenizer.encode(book[start : start + room * 6])[:room]
+                hay = generator.tokenizer.decode(ids)
+                hay = _splice(hay, _nearest_boundary(hay, int(len(hay) * depth)), needle.format(name=name))
+                prompt = prompt_of(hay, question)
+                cases.append(Case("nolima", length, prompt, name, NOLIMA_BUDGET, ["\n"], _tokens(generator, prompt),
+                                  f"depth {depth:g}"))  # fmt: skip
+    return cases
+
+
 def build_cases(
-    generator: Generator, config: Config, lengths: list[int], depths: list[float], n: int, longeval: bool
+    generator: Generator,
+    config: Config,
+    lengths: list[int],
+    depths: list[float],
+    n: int,
+    longeval: bool,
+    nolima: bool = True,
 ) -> list[Case]:
     cases = passkey_cases(generator, config, lengths, depths, n)
     if longeval:
         cases += longeval_cases(generator, config, lengths, n)
+    if nolima:
+        cases += nolima_cases(generator, config, lengths, depths, n)
     return sorted(cases, key=lambda c: c.length)  # short first: early failures show up early
 
 
@@ -147,7 +222,10 @@ def run_case(generator: Generator, case: Case) -> dict[str, Any]:
 
     start = time.perf_counter()
     gen = generator.generate(case.prompt, case.max_new_tokens, case.stop)
-    metric = "infinitebench:passkey" if case.task == "passkey" else "longeval:lines"
+    if case.task == "nolima":
+        got = float(re.search(rf"\b{re.escape(case.gold)}\b", gen.text, re.IGNORECASE) is not None)
+    else:
+        got = score("infinitebench:passkey" if case.task == "passkey" else "longeval:lines", gen.text, case.gold)
     return {
         "task": case.task,
         "length": case.length,
@@ -155,6 +233,6 @@ def run_case(generator: Generator, case: Case) -> dict[str, Any]:
         "where": case.where,
         "gold": case.gold,
         "prediction": gen.text,
-        "score": score(metric, gen.text, case.gold),
+        "score": got,
         "seconds": round(time.perf_counter() - start, 2),
     }

@@ -16,7 +16,7 @@ from chatqa import ChatQA
 from chatqa.cli import main
 from chatqa.config import GeneratorConfig, load_profile
 from chatqa.errors import InputError
-from chatqa.evaluation.calibrate import effective_window, write_effective_window
+from chatqa.evaluation.calibrate import choose, effective_window, relative_window, write_effective_window
 from chatqa.evaluation.suites import parse_lengths
 from chatqa.generation import Generation, Generator
 from tests.conftest import ROOT, SAMPLE
@@ -30,13 +30,26 @@ def test_effective_window_is_the_longest_length_with_every_shorter_one_passing()
     assert effective_window({1024: 1.0, 2048: 1.0}, 0.85) == 2048
 
 
+def test_nolima_relative_window_keeps_85_percent_of_the_models_own_base_score() -> None:
+    # base 0.6: a length passes at >= 0.51, however far that is from RULER's absolute 0.85
+    assert relative_window({2048: 0.6, 4096: 0.55, 8192: 0.4, 16384: 0.6}, 0.6) == 4096
+    assert relative_window({2048: 1.0}, 0.0) is None  # no base score: the rule measures decay, not ability
+    assert relative_window({}, 1.0) is None
+
+
+def test_the_stricter_window_wins_unless_a_rule_is_named() -> None:
+    assert choose(8192, 4096, "stricter") == 4096 and choose(2048, 4096, "stricter") == 2048
+    assert choose(8192, 4096, "absolute") == 8192 and choose(8192, 4096, "relative") == 4096
+    assert choose(8192, None, "stricter") == 8192 and choose(None, 4096, "stricter") == 4096
+
+
 def test_lengths_use_k_as_1024() -> None:
     assert parse_lengths("2k,32k,1500") == [1500, 2048, 32768]
     with pytest.raises(InputError):
         parse_lengths("2k,lots")
 
 
-def _profile(tmp_path: Path, name: str = "default") -> Path:
+def _profile(tmp_path: Path, name: str = "gemma3-270m") -> Path:
     """A copy of a shipped profile, made uncalibrated again (the shipped default carries a measured value)."""
     path = tmp_path / f"{name}.yaml"
     shutil.copy(ROOT / "configs" / f"{name}.yaml", path)
@@ -117,9 +130,12 @@ def test_tiny_real_calibration_writes_evidence_and_profile(tmp_path: Path, capsy
                  "--no-longeval", "--json"])  # fmt: skip
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and [r["length"] for r in report["table"]] == [1024, 2048]
-    assert all(r["passkey_n"] == 1 and r["longeval_n"] == 0 for r in report["table"])
+    assert all(r["passkey_n"] == 1 and r["longeval_n"] == 0 and r["nolima_n"] == 1 for r in report["table"])
     assert all(c["tokens"] <= c["length"] for c in report["cases"])
-    evidence = json.loads((tmp_path / "default.calibration.json").read_text())
+    assert report["nolima_base_length"] == 1024 and report["nolima_base_n"] == 1
+    assert report["effective_window"] == choose(report["effective_window_absolute"],
+                                                report["effective_window_relative"], "stricter")  # fmt: skip
+    evidence = json.loads((tmp_path / "gemma3-270m.calibration.json").read_text())
     assert evidence["table"] == report["table"] and evidence["prefill_tok_s"] > 0
     written = yaml.safe_load(path.read_text())["generator"]["effective_window"]
     assert written == report["effective_window"] and report["written"] == (written is not None)
@@ -139,5 +155,26 @@ def test_chat_models_get_the_answer_opening_after_the_chat_template() -> None:
         if lines:  # only with ../shared/data present
             assert re.search(r"assistant\nThe <REGISTER_CONTENT> in line [\w-]+ is <$", lines[0].prompt)
             assert lines[0].stop == [">", "\n"]
+    finally:
+        gen.close()
+
+
+def test_nolima_needles_share_no_content_word_with_their_questions() -> None:
+    """The point of the probe: a literal match between needle and question cannot find the needle."""
+    from chatqa.evaluation.calibrate_cases import NOLIMA_PAIRS, nolima_cases
+    from chatqa.generation import load_generator
+
+    stop = {"actually", "lives", "next", "to", "the", "which", "character", "has", "been", "name"}
+    for needle, question in NOLIMA_PAIRS:
+        words = {w.lower().strip(".?,") for w in needle.replace("{name}", "").split()} - stop
+        assert not words & {w.lower().strip(".?,") for w in question.split()}
+    config = load_profile("smollm2")
+    gen = load_generator(config.generator)
+    try:
+        cases = nolima_cases(gen, config, [2048], [0.2, 0.8], 1)
+        assert sorted({c.length for c in cases}) == [1024, 2048]  # the 1K base cell is always added
+        for case in cases:
+            assert case.tokens <= case.length and case.prompt.count(case.gold) == 1
+            assert "lives next to the" in case.prompt and case.prompt.rstrip().endswith("<|im_start|>assistant")
     finally:
         gen.close()

@@ -35,7 +35,7 @@ def qa(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from chatqa import ChatQA
 
     home = tmp_path_factory.mktemp("eval-home")
-    qa = ChatQA.from_profile("default", home=str(home), **{"chunking.chunk_tokens": 256})
+    qa = ChatQA.from_profile("gemma3-270m", home=str(home), **{"chunking.chunk_tokens": 256})
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CHATQA_KV_MAX_BYTES", "0")  # read when the generator is loaded
         _ = qa.generator
@@ -74,7 +74,7 @@ def test_a_row_for_every_sample_and_mode(full_run: Any) -> None:
     config = json.loads((full_run.run_dir / "config.json").read_text())
     assert config["machine"]["cpu_count"] and config["chatqa_version"] and "passkey" in config["command"]
     assert config["profile"]["chunking"]["chunk_tokens"] == 256
-    assert full_run.run_dir.name == "default__gemma3-270m__all-minilm-l6-v2__c256__k1__rag-long-auto__1k"
+    assert full_run.run_dir.name == "gemma3-270m__gemma3-270m__all-minilm-l6-v2__c256__k1__rag-long-auto__1k"
 
 
 def test_report_files_are_written_and_rebuilt(full_run: Any) -> None:
@@ -153,7 +153,7 @@ def test_an_exception_in_answering_is_recorded(qa: Any, tmp_path: Path, monkeypa
 def test_lc_impossible_is_na_not_zero(tmp_path: Path) -> None:
     from chatqa import ChatQA
 
-    small = ChatQA.from_profile("default", home=str(tmp_path / "home"), **{"generator.context_window": 2048})
+    small = ChatQA.from_profile("gemma3-270m", home=str(tmp_path / "home"), **{"generator.context_window": 2048})
     result = run_suite("passkey", qa=small, out=tmp_path, lengths=["4k"], depths=[0.5], n=1, modes=["long"])
     (row,) = rows_of(result.run_dir)
     assert row["route"] == "refused" and row["score"] is None and "does not fit" in row["error"]
