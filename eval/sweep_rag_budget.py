@@ -41,7 +41,7 @@ def sweep(profile: str, suite: str, chunks: list[int], ks: list[int], out: Path,
 def summary(out: Path, profile: str) -> list[dict[str, object]]:
     """One row per finished cell: accuracy with its Wilson 95% interval, prompt tokens and seconds per question."""
     table = []
-    for cfg_path in sorted(out.glob("*/config.json")):
+    for cfg_path in sorted(out.rglob("config.json")):
         config = json.loads(cfg_path.read_text(encoding="utf-8"))
         if config["profile"]["name"] != profile:
             continue
@@ -53,7 +53,7 @@ def summary(out: Path, profile: str) -> list[dict[str, object]]:
         tokens = sorted(r["input_tokens"] for r in rows)
         secs = sorted(r["seconds"]["total"] for r in rows)
         table.append({
-            "chunk_tokens": config["profile"]["chunking"]["chunk_tokens"], "top_k": config["options"]["ask"]["top_k"],
+            "chunk_tokens": config["profile"]["chunking"]["chunk_tokens"], "top_k": config["options"]["top_k"],
             "n": len(rows), "correct": int(hits), "accuracy": round(hits / len(rows), 3),
             "ci95": [round(low, 3), round(high, 3)], "median_prompt_tokens": tokens[len(tokens) // 2],
             "max_prompt_tokens": tokens[-1], "median_seconds": round(secs[len(secs) // 2], 2),

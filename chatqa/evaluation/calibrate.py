@@ -80,12 +80,15 @@ def write_effective_window(path: Path, value: int) -> None:
     os.replace(tmp, path)
 
 
-def relative_window(nolima: dict[int, float], base: float | None, ratio: float = 0.85) -> int | None:
+def relative_window(
+    nolima: dict[int, float], base: float | None, ratio: float = 0.85, base_length: int = 1024
+) -> int | None:
     """NoLiMa's rule: the largest length whose probe score, and that of every shorter one, is at least ``ratio``
-    of the model's own short-context (base) score. None when there is no base to be relative to."""
+    of the model's own short-context (base) score; the base length itself passes by definition. None when
+    there is no base to be relative to (the model fails the probe even when it is short)."""
     if not base or not nolima:
         return None
-    return effective_window(nolima, ratio * base)
+    return effective_window({**nolima, base_length: max(base, nolima.get(base_length, base))}, ratio * base)
 
 
 def choose(absolute: int | None, relative: int | None, rule: str) -> int | None:
@@ -191,7 +194,7 @@ def run(
     base_scores = [c["score"] for c in done if c["task"] == "nolima" and c["length"] == NOLIMA_BASE_LENGTH]
     base = sum(base_scores) / len(base_scores) if base_scores else None
     probe = {r["length"]: r["nolima_acc"] for r in table if r["nolima_acc"] is not None}
-    rel = relative_window(probe, base, relative)
+    rel = relative_window(probe, base, relative, NOLIMA_BASE_LENGTH)
     eff = choose(absolute, rel, rule)
     path = Path(config.path) if config.path else None
     report = {

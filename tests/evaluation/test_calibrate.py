@@ -33,6 +33,7 @@ def test_effective_window_is_the_longest_length_with_every_shorter_one_passing()
 def test_nolima_relative_window_keeps_85_percent_of_the_models_own_base_score() -> None:
     # base 0.6: a length passes at >= 0.51, however far that is from RULER's absolute 0.85
     assert relative_window({2048: 0.6, 4096: 0.55, 8192: 0.4, 16384: 0.6}, 0.6) == 4096
+    assert relative_window({2048: 0.0, 4096: 0.0}, 0.5) == 1024  # measured on Qwen 0.5B: only the base length holds
     assert relative_window({2048: 1.0}, 0.0) is None  # no base score: the rule measures decay, not ability
     assert relative_window({}, 1.0) is None
 
