@@ -95,6 +95,8 @@ def main() -> None:
     tmp.write_text(json.dumps({"profile": args.profile, "suite": args.suite, "load_avg_now": os.getloadavg(),
                                "cells": table}, indent=1), encoding="utf-8")  # fmt: skip
     os.replace(tmp, path)
+    md = out / f"{args.profile}.summary.md"
+    md.write_text(f"# RAG budget sweep: profile {args.profile}, suite {args.suite}\n\n{text}\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def test_ask_json_prints_one_object_and_nothing_else(home: Path) -> None:
     assert len(out["citations"]) == 2 and out["citations"][0]["doc"] == SAMPLE.name
     assert {"prefill", "decode", "retrieve", "total"} <= set(out["usage"]["seconds"])
     chunk = load_profile("default").chunking.chunk_tokens
-    assert out["usage"]["prompt_tokens"] > 2 * chunk * 0.8  # two chunks of the default's size, plus the prompt
+    assert 100 < out["usage"]["prompt_tokens"] <= 2 * chunk + 200  # two chunks at most the default's size + prompt
     assert r.stderr == ""  # piped: no progress bars, no library chatter
 
 
