@@ -320,9 +320,10 @@ def _init_ray(ray: Any, address: str | None, workers: int, cpus: float, gpus: fl
 
         root = os.path.dirname(os.path.dirname(os.path.abspath(chatqa.__file__)))
         path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+        env = {k: v for k, v in os.environ.items() if k.startswith("CHATQA_")}  # same homes, caches, KV limits
+        env.update(PYTHONPATH=path, CHATQA_QUIET="1")
         kwargs.update(num_cpus=max(1, int(round(workers * cpus))), num_gpus=int(round(workers * gpus)),
-                      object_store_memory=256 * 2**20,
-                      runtime_env={"env_vars": {"PYTHONPATH": path, "CHATQA_QUIET": "1"}})  # fmt: skip
+                      object_store_memory=256 * 2**20, runtime_env={"env_vars": env})  # fmt: skip
     try:
         ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:

@@ -1,8 +1,9 @@
 """Batch RAG-vs-LC runs a researcher can trust and resume: one fsynced JSONL row per (sample, mode).
 
-Rows are appended and fsynced one by one, so a killed run loses at most the row in flight and a rerun skips
-what is done. Failures become rows (never silently dropped); LC that cannot fit is a "refused" row scored
-n/a, not 0, because it measures the window, not the model. Identical prompts are generated once per run.
+Rows are appended and fsynced one by one, so a killed run loses at most the sample in flight (its modes run
+together, in one worker, whatever the executor) and a rerun skips what is done. Failures become rows (never
+silently dropped); LC that cannot fit is a "refused" row scored n/a, not 0, because it measures the window,
+not the model. Identical prompts are generated once per sample.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from chatqa.evaluation import rundir
 from chatqa.evaluation import suites as st
 from chatqa.evaluation.metrics import score as score_metric
 from chatqa.evaluation.report import write_report
+from chatqa.executors import Executor, LocalExecutor, Work
 from chatqa.routing import MODES
 
 DEFAULT_MODES = ("rag", "long", "auto")
@@ -95,16 +97,21 @@ def _answer_fields(ans: Any, cache: GenerationCache) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def run_one(qa: Any, suite: st.Suite, sample: Any, mode: str, cache: GenerationCache, ask: dict[str, Any]) -> dict:
-    """One (sample, mode) row; every failure is caught here and recorded, so the run never drops a sample."""
+def _blank_row(suite: st.Suite, sample: Any, mode: str, chunk_tokens: int, ask: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {
         "id": sample.id, "suite": suite.name, "task": sample.task, "mode": mode,
         "length": sample.meta.get("target_length"), "depth": sample.meta.get("depth"), "route": None,
-        "reason": None, "k": None, "chunk_tokens": qa.config.chunking.chunk_tokens, "input_tokens": 0,
+        "reason": None, "k": None, "chunk_tokens": chunk_tokens, "input_tokens": 0,
         "output_tokens": 0, "cached_tokens": 0, "document_tokens": None, "seconds": dict.fromkeys(SECONDS, 0.0),
         "compute_seconds": 0.0, "truncated": False, "reused": False, "prompt_key": None, "prediction": None,
         "gold": st.gold_for(suite, sample), "score": 0.0, "error": None, "template_set": ask.get("template_set"),
     }  # fmt: skip
+    return row
+
+
+def run_one(qa: Any, suite: st.Suite, sample: Any, mode: str, cache: GenerationCache, ask: dict[str, Any]) -> dict:
+    """One (sample, mode) row; every failure is caught here and recorded, so the run never drops a sample."""
+    row = _blank_row(suite, sample, mode, qa.config.chunking.chunk_tokens, ask)
     from chatqa.ingest import Document
 
     cache.calls = []
@@ -143,6 +150,37 @@ def run_one(qa: Any, suite: st.Suite, sample: Any, mode: str, cache: GenerationC
     return row
 
 
+def run_sample(qa: Any, item: tuple[Any, list[str], list[dict[str, Any]]], shared: tuple[Any, dict]) -> list[dict]:
+    """The executor's task: every pending mode of one sample, in one worker, so ``auto``/``self-route`` reuse the
+    ``long``/``rag`` generation of the same sample (a resumed run's rows of the sample seed that reuse)."""
+    sample, modes, done_rows = item
+    spec, ask = shared
+    with GenerationCache(qa.generator, done_rows) as cache:
+        return [run_one(qa, spec, sample, mode, cache, ask) for mode in modes]
+
+
+def _works(spec: st.Suite, todo: list[tuple[Any, str]], done_rows: list[dict[str, Any]], ask: dict) -> list[Work]:
+    by_sample: dict[tuple[str, str], tuple[Any, list[str]]] = {}
+    for sample, mode in todo:
+        by_sample.setdefault((sample.task, sample.id), (sample, []))[1].append(mode)
+    done: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in done_rows:
+        done.setdefault((r["task"], r["id"]), []).append(r)
+    return [Work(f"{k[0]}/{k[1]}", (sample, modes, done.get(k, [])), (spec, ask))
+            for k, (sample, modes) in by_sample.items()]  # fmt: skip
+
+
+def _lost_rows(qa: Any, spec: st.Suite, sample: Any, modes: list[str], error: str | None) -> list[dict[str, Any]]:
+    """A sample whose worker died twice: error rows (a resume redoes them), never a silent gap."""
+    rows = []
+    for mode in modes:
+        row = _blank_row(spec, sample, mode, qa.config.chunking.chunk_tokens, {})
+        row["error"], row["document_tokens"] = error or "worker lost", _count(qa, sample.context)
+        row["length"] = st.sample_length(sample, row["document_tokens"])
+        rows.append(row)
+    return rows
+
+
 def _preload(qa: Any, modes: Sequence[str]) -> float:
     """Load the models before the first sample, so no row's cost includes loading them."""
     start = time.perf_counter()
@@ -179,12 +217,15 @@ def run_suite(
     command: str | None = None,
     variant: str | None = None,
     judge: str | None = None,
+    executor: Executor | None = None,
 ) -> RunResult:
     """Run ``suite`` for every mode, resuming into its run folder, and rebuild the summary and report.
 
     ``qa`` reuses an already loaded :class:`chatqa.ChatQA` (its config wins over ``profile``/``overrides``).
     ``variant`` names a prompt variant (LongEval completion prompts); ``judge`` a profile whose model judges
-    LongEval topic answers as LongChat's GPT-3.5 judge does (the containment score stays the default)."""
+    LongEval topic answers as LongChat's GPT-3.5 judge does (the containment score stays the default).
+    ``executor`` runs the samples elsewhere (e.g. a :class:`~chatqa.executors.RayExecutor`); rows are still
+    written here only, so resume works the same."""
     spec = suite if isinstance(suite, st.Suite) else st.load_suite(suite)
     modes = list(dict.fromkeys(modes))
     bad = [m for m in modes if m not in MODES]
@@ -217,17 +258,24 @@ def run_suite(
         todo = [(s, m) for s in samples for m in modes if (s.task, s.id, m) not in done]
         try:
             if todo:  # a finished run only rebuilds its report: no model is loaded
-                rundir.note(run, load_seconds=_preload(qa, modes))
+                local = executor is None or isinstance(executor, LocalExecutor)
+                if local:
+                    rundir.note(run, load_seconds=_preload(qa, modes))
                 if judge:
+                    if not local:
+                        raise InputError("--judge runs in this process only; use --executor local with it")
                     from chatqa.evaluation.judge import TopicJudge
 
                     ask["judge"] = TopicJudge.from_profile(judge)
-                with GenerationCache(qa.generator, done_rows) as cache, \
-                        rundir.Appender(run / "rows.jsonl") as rows, \
-                        rundir.bar(progress, len(todo), spec.name) as advance:  # fmt: skip
-                    for sample, mode in todo:
-                        rows.write(run_one(qa, spec, sample, mode, cache, ask))
-                        advance(f"{sample.id} {mode}")
+                runner = executor or LocalExecutor(qa)
+                with rundir.Appender(run / "rows.jsonl") as rows, rundir.bar(progress, len(todo), spec.name) as advance:
+                    for outcome in runner.run(run_sample, _works(spec, todo, done_rows, ask)):
+                        sample, sample_modes, _ = outcome.work.item
+                        for row in outcome.result or _lost_rows(qa, spec, sample, sample_modes, outcome.error):
+                            rows.write(row)
+                            advance(f"{sample.id} {row['mode']}")
+                if not local:
+                    rundir.note(run, executor=runner.stats.to_dict())
         except BaseException:  # interrupted (Ctrl-C) or a bug: what was written is still reported
             with contextlib.suppress(Exception):
                 write_report(run)

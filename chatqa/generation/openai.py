@@ -5,6 +5,11 @@ prompt reaches a local backend and a server byte for byte. Without streaming the
 split prefill from decode: ``prefill_s`` is the whole request and ``decode_s`` is 0. With ``on_text`` the answer
 streams over SSE and ``prefill_s`` is the time to the first token. ``repeat_penalty: 1.0`` is sent because
 llama-cpp-python's server defaults to 1.1, which would break greedy parity; servers that do not know it ignore it.
+
+Prefix caching is the server's (vLLM's automatic prefix caching, SGLang's radix cache): every prompt built by
+:mod:`chatqa.prompting` starts with the document, so questions on one document share a long prefix, and
+``cached_tokens`` is what the server says it reused (``usage.prompt_tokens_details.cached_tokens``; vLLM
+reports it with ``--enable-prompt-tokens-details``, SGLang with ``--enable-cache-report``), never assumed.
 """
 
 from __future__ import annotations
@@ -184,6 +189,8 @@ class OpenAIGenerator(Generator):
                                 "temperature": 0, "repeat_penalty": 1.0, "stream": stream}  # fmt: skip
         if stop:
             body["stop"] = list(stop)
+        if stream:  # the usage, cached tokens included, comes in a last chunk only when asked for
+            body["stream_options"] = {"include_usage": True}
         scanner = StopScanner(stop, on_text)
         text, reason, stop_reason, usage, pieces, final = "", None, "absent", {}, 0, None
         start = time.perf_counter()
@@ -214,7 +221,15 @@ class OpenAIGenerator(Generator):
         first = first if stream and first else end
         prompt_tokens = int(usage.get("prompt_tokens") or n_prompt)
         completion = int(usage.get("completion_tokens") or pieces)
-        return Generation(text.strip(), prompt_tokens, completion, first - start, end - first, reason)
+        cached = server_cached_tokens(usage)
+        return Generation(text.strip(), prompt_tokens, completion, first - start, end - first, reason, cached)
+
+
+def server_cached_tokens(usage: dict[str, Any]) -> int:
+    """Prompt tokens the server served from its prefix cache, as it reports them; 0 when it does not say."""
+    details = usage.get("prompt_tokens_details") or {}
+    value = details.get("cached_tokens") if isinstance(details, dict) else None
+    return int(value) if isinstance(value, (int, float)) and value > 0 else 0
 
 
 def load_tokenizer(config: GeneratorConfig) -> Tokenizer:
