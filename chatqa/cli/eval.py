@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from chatqa.cli._app import Json, Profile, TopK, Truncate, app
+from chatqa.cli._executor import CpusPerWorker, ExecutorName, GpusPerWorker, RayAddress, Workers
 from chatqa.errors import InputError
 
 evaluate = typer.Typer(help="batch RAG-vs-LC benchmarks: run a suite, score official predictions, report",
@@ -45,6 +46,11 @@ def run(
         typer.Option(metavar="PROFILE", help="LongEval topics: also score with this profile's model as LongChat's "
                      "LLM judge (containment stays the default score)"),
     ] = None,
+    executor: ExecutorName = "local",
+    workers: Workers = None,
+    cpus_per_worker: CpusPerWorker = None,
+    gpus_per_worker: GpusPerWorker = None,
+    ray_address: RayAddress = None,
 ) -> None:
     """Run a suite for each mode into a resumable run folder."""
     from chatqa.evaluation.report import score_table
@@ -58,18 +64,30 @@ def run(
     for name, value in (("n", n), ("limit", limit), ("top-k", top_k)):
         if value is not None and value < 1:
             raise InputError(f"--{name} must be at least 1")
-    result = run_suite(
-        loaded, profile, modes=[m.strip() for m in modes.split(",") if m.strip()], lengths=length_list,
-        depths=depth_list, n=n, limit=limit, seed=seed, data_dir=data_dir, out=out, top_k=top_k, truncate=truncate,
-        progress=interactive() and not json_out, command=shlex.join(["chatqa", *sys.argv[1:]]), variant=variant,
-        judge=judge,
-    )  # fmt: skip
+    mode_list = [m.strip() for m in modes.split(",") if m.strip()]
+    qa, runner = None, None
+    if executor != "local" or (workers, cpus_per_worker, gpus_per_worker) != (None, None, None):
+        from chatqa.cli._executor import make
+        from chatqa.pipeline import ChatQA
+
+        qa = ChatQA.from_profile(profile)
+        runner = make(executor, qa, workers, cpus_per_worker, gpus_per_worker, ray_address,
+                      load_embedder=set(mode_list) != {"long"})  # fmt: skip
+    try:
+        result = run_suite(
+            loaded, profile, modes=mode_list, lengths=length_list, depths=depth_list, n=n, limit=limit, seed=seed,
+            data_dir=data_dir, out=out, top_k=top_k, truncate=truncate, progress=interactive() and not json_out,
+            command=shlex.join(["chatqa", *sys.argv[1:]]), variant=variant, judge=judge, qa=qa, executor=runner,
+        )  # fmt: skip
+    finally:
+        if runner is not None:
+            runner.close()
     s = result.summary
     if json_out:
         print(json.dumps({"run_dir": str(result.run_dir), "added": result.added, "skipped": result.skipped, **s}))
         return
-    mode_list = list(dict.fromkeys(g["mode"] for g in s["groups"]))
-    print("\n".join(score_table(s["groups"], mode_list)))
+    shown = list(dict.fromkeys(g["mode"] for g in s["groups"]))
+    print("\n".join(score_table(s["groups"], shown)))
     print(f"\n{result.added} new row(s), {result.skipped} already done; {s['errors']} error(s), "
           f"{s['refused']} LC-impossible; compute {s['compute_seconds']:.1f}s")  # fmt: skip
     print(f"report: {result.run_dir / 'report.md'}")
