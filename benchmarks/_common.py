@@ -79,9 +79,36 @@ def _version(package: str) -> str | None:
         return None
 
 
-def command_line() -> str:
-    """The exact command that produced a result, so anyone can rerun it."""
-    return shlex.join([sys.executable, *sys.argv])
+def command_line(argv: Sequence[str] | None = None) -> str:
+    """The command that produced a result, as a user types it from the repository root (see ``user_command``)."""
+    return user_command(["python", *(sys.argv if argv is None else argv)])
+
+
+def user_command(args: Sequence[str]) -> str:
+    """``python`` for the interpreter and paths relative to the checkout: a committed report carries no machine
+    paths (interpreter, home folder, worktree, temporary folders)."""
+    shown = []
+    for i, arg in enumerate(args):
+        path = Path(arg)
+        if i == 0 and path.name.startswith("python"):
+            arg = "python"
+        elif path.is_absolute():
+            parts = path.parts
+            if "benchmarks" in parts:  # a script or result of this (or another) checkout
+                arg = Path(*parts[parts.index("benchmarks") :]).as_posix()
+            else:
+                arg = f"<{path.name or 'path'}>"
+        shown.append(arg)
+    return shlex.join(shown)
+
+
+def scrub(result: dict[str, Any]) -> dict[str, Any]:
+    """A stored result made before commands were recorded as typed: the same numbers, no machine paths."""
+    machine = result.get("machine", {})
+    machine.pop("cwd", None)
+    if isinstance(machine.get("command"), str):
+        machine["command"] = user_command(shlex.split(machine["command"]))
+    return result
 
 
 def machine_info() -> dict[str, Any]:
@@ -103,7 +130,6 @@ def machine_info() -> dict[str, Any]:
         "load_average_end": [round(x, 2) for x in os.getloadavg()],
         "command": command_line(),
         "chatqa_source_sha256": os.environ.get("BENCH_SNAPSHOT_SHA256"),  # chatqa/ + configs/ as measured
-        "cwd": os.getcwd(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -223,6 +249,28 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--spec", help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
     return p
+
+
+def main(
+    doc: str,
+    name: str,
+    title: str,
+    handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]],
+    measure: Callable[[argparse.Namespace, Path], dict[str, Any]],
+    argv: Sequence[str] | None = None,
+) -> int:
+    """The skeleton every benchmark shares: as a child, run one handler; as the parent, freeze the code under
+    test, measure in a temporary folder (``measure(args, folder)`` returns the result's body), write the JSON."""
+    args = parser(doc.splitlines()[0]).parse_args(argv)
+    if args.child:
+        return child_main(handlers, args)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    started = time.perf_counter()
+    snapshot_code()
+    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
+        body = measure(args, Path(tmp))
+    finish(name, title, args, body, started)
+    return 0
 
 
 def default_out(name: str, quick: bool) -> Path:
@@ -356,7 +404,7 @@ def finish(name: str, title: str, args: argparse.Namespace, body: dict[str, Any]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2), encoding="utf-8")
     print(report(result))
-    print(f"wrote {out} ({result['seconds']:.0f} s)")
+    print(f"wrote {user_command([str(out)])} ({result['seconds']:.0f} s)")
     return result
 
 

@@ -97,6 +97,7 @@ def child_raw(spec: dict[str, Any]) -> dict[str, Any]:
     import llama_cpp
 
     from chatqa.config import load_profile
+    from chatqa.generation.llamacpp import llama_settings, usable_cores
     from chatqa.ingest import read_sources
     from chatqa.prompting import build_prompt, format_documents
     from chatqa.weights import resolve
@@ -104,17 +105,10 @@ def child_raw(spec: dict[str, Any]) -> dict[str, Any]:
     cfg = load_profile("default").generator
     doc = read_sources([spec["doc"]])[0]
     prompt = build_prompt(cfg.prompt_format, format_documents([doc.name], [doc.text]), spec["question"])
-    threads = cfg.threads or os.cpu_count() or 1
+    # the same context settings as chatqa's backend (threads: the usable cores, not os.cpu_count())
+    settings = llama_settings(cfg.threads or usable_cores(), cfg.context_window)
     start = time.perf_counter()
-    llm = llama_cpp.Llama(
-        model_path=resolve(cfg.model),
-        n_ctx=cfg.context_window,
-        n_threads=threads,
-        n_threads_batch=threads,
-        n_batch=512,
-        flash_attn=True,
-        verbose=False,
-    )
+    llm = llama_cpp.Llama(model_path=resolve(cfg.model), verbose=False, **settings)
     loaded = time.perf_counter()
     out = llm.create_completion(
         prompt.text,
@@ -135,7 +129,7 @@ def child_raw(spec: dict[str, Any]) -> dict[str, Any]:
         "completion_s": end - loaded,
         "prompt_sha256": C.sha256(prompt.text),
         "llama": _llama_eval_s(llm),
-        "threads": threads,
+        "threads": settings["n_threads"],
         "n_ctx": cfg.context_window,
         "max_tokens": cfg.max_new_tokens,
     }
@@ -351,25 +345,21 @@ def summarise(sizes: list[dict[str, Any]], quick: bool) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = C.parser(__doc__.splitlines()[0]).parse_args(argv)
-    if args.child:
-        return C.child_main(HANDLERS, args)
-    started = time.perf_counter()
-    C.snapshot_code()
+def measure_all(args: Any, tmp: Path) -> dict[str, Any]:
     text = C.novel(NOVEL).read_text(encoding="utf-8")
     count = C.gemma_count()
     sizes = []
-    with tempfile.TemporaryDirectory(prefix="bench-ask-") as tmp:
-        for label, n, question, expected in QUICK_SIZES if args.quick else SIZES:
-            doc = Path(tmp, f"{NOVEL}-{label.lower()}.txt")
-            doc.write_text(C.cut_paragraphs(text, n, count), encoding="utf-8")
-            runs = measure(label, doc, question, Path(tmp))
-            sizes.append({"label": label, "tokens": n, "question": question, "expected": expected, "runs": runs})
-    C.finish(NAME, TITLE, args, summarise(sizes, args.quick), started)
-    return 0
+    for label, n, question, expected in QUICK_SIZES if args.quick else SIZES:
+        doc = tmp / f"{NOVEL}-{label.lower()}.txt"
+        doc.write_text(C.cut_paragraphs(text, n, count), encoding="utf-8")
+        runs = measure(label, doc, question, tmp)
+        sizes.append({"label": label, "tokens": n, "question": question, "expected": expected, "runs": runs})
+    return summarise(sizes, args.quick)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return C.main(__doc__, NAME, TITLE, HANDLERS, measure_all, argv)
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     raise SystemExit(main())

@@ -16,10 +16,8 @@ Run: ``python benchmarks/bench_index.py [--quick]``.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -332,26 +330,19 @@ def summarise(runs: list[dict[str, Any]], quick: bool) -> dict[str, Any]:
     }
 
 
+def measure_all(args: Any, tmp: Path) -> dict[str, Any]:
+    if args.quick:
+        doc = tmp / "pg11-6k.txt"
+        doc.write_text(C.cut_paragraphs(C.novel("pg11").read_text(encoding="utf-8"), QUICK_TOKENS, C.gemma_count()))
+        docs = [(doc, "pg11-6k")]
+    else:
+        docs = [(C.novel(n), n) for n in C.NOVELS]
+    return summarise([measure(doc, label, tmp) for doc, label in docs], args.quick)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = C.parser(__doc__.splitlines()[0]).parse_args(argv)
-    if args.child:
-        return C.child_main(HANDLERS, args)
-    started = time.perf_counter()
-    C.snapshot_code()
-    runs = []
-    with tempfile.TemporaryDirectory(prefix="bench-index-") as tmp:
-        if args.quick:
-            doc = Path(tmp, "pg11-6k.txt")
-            doc.write_text(C.cut_paragraphs(C.novel("pg11").read_text(encoding="utf-8"), QUICK_TOKENS, C.gemma_count()))
-            docs = [(doc, "pg11-6k")]
-        else:
-            docs = [(C.novel(n), n) for n in C.NOVELS]
-        for doc, label in docs:
-            runs.append(measure(doc, label, Path(tmp)))
-    C.finish(NAME, TITLE, args, summarise(runs, args.quick), started)
-    return 0
+    return C.main(__doc__, NAME, TITLE, HANDLERS, measure_all, argv)
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     raise SystemExit(main())

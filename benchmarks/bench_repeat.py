@@ -268,30 +268,25 @@ def _kv_note(first: dict[str, Any] | None, second: dict[str, Any]) -> str:
     return f"{one(first)} / {one(second)}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = C.parser(__doc__.splitlines()[0]).parse_args(argv)
-    if args.child:
-        return C.child_main(HANDLERS, args)
-    started = time.perf_counter()
-    C.snapshot_code()
+def measure_all(args: Any, tmp: Path) -> dict[str, Any]:
     kv_available = importlib.util.find_spec("chatqa.kvcache") is not None
     n = QUICK_TOKENS if args.quick else TOKENS
     fa_n = FA_QUICK_TOKENS if args.quick else FA_TOKENS
     count, fa_count = C.gemma_count(), C.gemma_count(FULL_ATTENTION)
-    with tempfile.TemporaryDirectory(prefix="bench-repeat-") as tmp:
-        doc = Path(tmp, f"{NOVEL}-{n // 1000}k.txt")
-        text = C.cut_paragraphs(C.novel(NOVEL).read_text(encoding="utf-8"), n, count)
-        doc.write_text(text, encoding="utf-8")
-        fa_doc = Path(tmp, f"{NOVEL}-{fa_n // 1000}k-{FULL_ATTENTION}.txt")
-        fa_text = C.cut_paragraphs(C.novel(NOVEL).read_text(encoding="utf-8"), fa_n, fa_count)
-        fa_doc.write_text(fa_text, encoding="utf-8")
-        paths = measure(doc, fa_doc, Path(tmp), kv_available)
-        doc_tokens, fa_tokens = count(text.strip()), fa_count(fa_text.strip())
-    summary = summarise(paths, kv_available, args.quick, doc_tokens, fa_tokens)
-    C.finish(NAME, TITLE, args, summary, started)
-    return 0
+    doc = tmp / f"{NOVEL}-{n // 1000}k.txt"
+    text = C.cut_paragraphs(C.novel(NOVEL).read_text(encoding="utf-8"), n, count)
+    doc.write_text(text, encoding="utf-8")
+    fa_doc = tmp / f"{NOVEL}-{fa_n // 1000}k-{FULL_ATTENTION}.txt"
+    fa_text = C.cut_paragraphs(C.novel(NOVEL).read_text(encoding="utf-8"), fa_n, fa_count)
+    fa_doc.write_text(fa_text, encoding="utf-8")
+    paths = measure(doc, fa_doc, tmp, kv_available)
+    doc_tokens, fa_tokens = count(text.strip()), fa_count(fa_text.strip())
+    return summarise(paths, kv_available, args.quick, doc_tokens, fa_tokens)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return C.main(__doc__, NAME, TITLE, HANDLERS, measure_all, argv)
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     raise SystemExit(main())

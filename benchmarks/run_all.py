@@ -22,7 +22,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402 - the shared helpers sit beside this script
 
-BENCHMARKS = ("index", "ask", "repeat")
+BENCHMARKS = ("index", "ask", "repeat", "batch")
 CAVEAT = (
     "Measured on a shared 2-core box (other engineers' jobs run beside it): expect +-25% between runs, more "
     "when the load average (start/end, above) is over 2. Ratios of back-to-back runs are steadier than absolutes."
@@ -39,7 +39,7 @@ def run(name: str, quick: bool) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     if code != 0 or not out.is_file():
         return {"benchmark": name, "error": f"exit code {code}", "seconds": round(seconds, 1)}
-    return json.loads(out.read_text(encoding="utf-8"))
+    return C.scrub(json.loads(out.read_text(encoding="utf-8")))
 
 
 def markdown(summary: dict[str, Any]) -> str:
@@ -48,7 +48,7 @@ def markdown(summary: dict[str, Any]) -> str:
     lines = [
         "# chatqa benchmarks: latest run" + (" (--quick smoke run)" if summary["quick"] else ""),
         "",
-        f"Command: `{summary['command']}` (from `{m['cwd']}`), {m['date']}, {summary['seconds'] / 60:.0f} min.",
+        f"Command: `{summary['command']}` (from the repository root), {m['date']}, {summary['seconds'] / 60:.0f} min.",
         "",
         C.markdown_table(
             ["machine", ""],
@@ -95,7 +95,7 @@ def markdown(summary: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes; writes latest.quick.{json,md}")
-    p.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated subset of index,ask,repeat")
+    p.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated subset of " + ",".join(BENCHMARKS))
     p.add_argument("--render", action="store_true", help="run nothing: rebuild latest.* from stored results")
     args = p.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         if name in names and not args.render:
             results[name] = run(name, args.quick)
         elif stored.is_file():  # a result of an earlier run: its own machine block says when and how
-            results[name] = json.loads(stored.read_text(encoding="utf-8"))
+            results[name] = C.scrub(json.loads(stored.read_text(encoding="utf-8")))
     targets = [t for r in results.values() for t in r.get("targets", [])]
     summary = {
         "quick": args.quick,
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     C.RESULTS.mkdir(parents=True, exist_ok=True)
     (C.RESULTS / f"{stem}.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     (C.RESULTS / f"{stem}.md").write_text(markdown(summary), encoding="utf-8")
-    print(f"\nwrote {C.RESULTS / (stem + '.json')} and {C.RESULTS / (stem + '.md')}")
+    print(f"\nwrote {C.user_command([str(C.RESULTS / (stem + '.json'))])} and {stem}.md")
     failed = [n for n, r in results.items() if "error" in r]
     if failed:
         print(f"did not complete: {', '.join(failed)}", file=sys.stderr)

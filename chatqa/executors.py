@@ -191,9 +191,10 @@ class RayExecutor(Executor):
         threads = max(1, int(cpus_per_worker))
         if config.generator.threads is None:
             config = config.replace(**{"generator.threads": threads})
-        actor = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_restarts=1, max_task_retries=1)(
-            _Worker
-        )
+        actor = ray.remote(
+            num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_restarts=1, max_task_retries=1,
+            scheduling_strategy="SPREAD",  # one actor per node when they fit: each talks to its node's server
+        )(_Worker)  # fmt: skip
         self.actors = [actor.remote(config, threads) for _ in range(workers)]
         try:
             self.info = ray.get([a.ready.remote(load_embedder) for a in self.actors])
