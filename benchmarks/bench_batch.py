@@ -70,6 +70,7 @@ def child_batch(spec: dict[str, Any]) -> dict[str, Any]:
         "errors": result.errors,
         "prompt_tokens": result.prompt_tokens,
         "cached_tokens": result.cached_tokens,
+        "write_ms_per_row": round(result.write_s / max(1, result.total) * 1000, 3),
         "executor": result.executor,
         "answers": {r["id"]: r["answer"] for r in rows},
         "load_average_before": [round(x, 2) for x in load],
@@ -131,6 +132,8 @@ def summarise(results: dict[str, dict[str, Any]], quick: bool) -> dict[str, Any]
         "startup: local = loading the model; Ray = starting a private local cluster and loading the model in "
         "both workers (in parallel). Throughput excludes it; the first target's detail counts it.",
         "cached: prompt tokens served from a reused KV prefix (512-token aligned), summed over the batch.",
+        f"the driver wrote and fsynced each row in {c['write_ms_per_row']:.2f} ms (Ray run; "
+        f"{a['write_ms_per_row']:.2f} ms local): the output file's cost per item, for the scaling estimate.",
     ]
     if quick:
         notes.append(f"--quick: {QUICK_PER_DOC} questions per document, a smoke run; targets are for the full run.")

@@ -47,12 +47,14 @@ class BatchResult:
     prompt_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens served from a reused KV state (or the server's prefix cache)
     seconds: float = 0.0
+    write_s: float = 0.0  # the driver's time writing and fsyncing rows: its share of each item's cost
     executor: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in ("total", "answered", "errors", "skipped", "prompt_tokens",
                                              "cached_tokens")}  # fmt: skip
-        return {"out": str(self.out), **out, "seconds": round(self.seconds, 3), "executor": self.executor}
+        timing = {"seconds": round(self.seconds, 3), "write_s": round(self.write_s, 4)}
+        return {"out": str(self.out), **out, **timing, "executor": self.executor}
 
 
 def read_questions(path: str | Path, docs: Sequence[str] = ()) -> list[Question]:
@@ -207,10 +209,12 @@ def run_batch(
     with out.open("a", encoding="utf-8") as handle, _bar(progress, len(todo)) as advance:
 
         def write(row: dict[str, Any]) -> None:
+            t0 = time.perf_counter()
             row["settings"] = settings
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+            result.write_s += time.perf_counter() - t0
             if row["error"] is None:
                 result.answered += 1
                 result.prompt_tokens += int(row["usage"].get("prompt_tokens", 0))
