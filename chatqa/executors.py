@@ -214,7 +214,7 @@ class RayExecutor(Executor):
         queues = _assign(grouped(works), n)
         alive = [True] * n
         attempts: dict[int, int] = {}
-        shared_refs: dict[str, Any] = {}
+        shared_refs: dict[int, Any] = {}
         pending: dict[Any, tuple[int, int, Work]] = {}  # ref -> (worker, item number, work)
         first_sent = [0.0] * n
         last_done = [0.0] * n
@@ -233,11 +233,11 @@ class RayExecutor(Executor):
                         return
                     queues[i].append(queues[donor].pop())  # steal from the tail: the donor keeps its warm head
                 no, w = queues[i].popleft()
-                if w.key not in shared_refs:
-                    shared_refs[w.key] = ray.put(w.shared)
+                if id(w.shared) not in shared_refs:  # once per shared object (a document set), not per item
+                    shared_refs[id(w.shared)] = ray.put(w.shared)
                 if not first_sent[i]:
                     first_sent[i] = time.perf_counter()
-                pending[self.actors[i].run.remote(task_ref, w.item, shared_refs[w.key])] = (i, no, w)
+                pending[self.actors[i].run.remote(task_ref, w.item, shared_refs[id(w.shared)])] = (i, no, w)
 
         for i in range(n):
             submit(i)
