@@ -45,3 +45,20 @@ def test_multiple_documents_number_chunks_globally(tokenizer) -> None:
     assert {c.doc_name for c in chunks} == {"a.txt", "b.txt"}
     assert chunks[-1].doc == 1
     assert chunks[0].citation.startswith("a.txt:1-")
+
+
+def test_a_long_document_is_tokenized_in_pieces_each_about_once(alice: Document) -> None:
+    """Issue 11 item 4: indexing a 5 MB document must cost about one tokenization of its text, in pieces of at
+    most a few chunks, never the whole text at once (tokenizing one huge string grows faster than linearly).
+    A word counter stands in for the tokenizer: this checks what is counted, not how."""
+    seen: list[int] = []
+
+    def count(text: str) -> int:
+        seen.append(len(text))
+        return len(text.split())
+
+    text = alice.text * 4
+    chunks = chunk_documents([Document.from_text(text)], count, 300)
+    assert "".join(c.text for c in chunks).split() == text.split()
+    assert max(seen) <= 20 * max(len(c.text) for c in chunks)
+    assert sum(seen) <= 2.5 * len(text), f"counted {sum(seen) / len(text):.1f}x the text"
