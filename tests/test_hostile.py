@@ -225,17 +225,18 @@ def test_eval_score_bad_prediction_files(cli, content: str, message: str) -> Non
 # -- item 7 (eval run folder) ---------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_two_eval_runs_into_one_folder(cli) -> None:
-    args = ["eval", "run", "--suite", "passkey", "--lengths", "1k", "--n", "2", "--modes", "long", "--out", "runs"]
+    args = ["eval", "run", "--suite", "passkey", "--lengths", "4k", "--depths", "0.5", "--n", "3", "--modes", "long",
+            "--out", "runs"]  # fmt: skip
     first = subprocess.Popen([sys.executable, "-m", "chatqa.cli", *args], cwd=cli.work, env=cli.env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.time() + 120
-    while time.time() < deadline and not list((cli.work / "runs").rglob("config.json")):
-        time.sleep(0.5)
+    while time.time() < deadline and not [p for p in (cli.work / "runs").rglob(".lock") if p.read_text()]:
+        time.sleep(0.2)  # the first run holds its folder
     second = cli(*args)
     first.communicate(timeout=PROBE_TIMEOUT)
     assert first.returncode == 0
     one_line_error(second, "in use")
     (rows_file,) = (cli.work / "runs").rglob("rows.jsonl")
     rows = [json.loads(line) for line in rows_file.read_text().splitlines()]
-    keys = [(r.get("sample_id", r.get("id")), r["mode"]) for r in rows]
-    assert len(keys) == len(set(keys)) == 2
+    keys = [(r["task"], r["id"], r["mode"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 3
