@@ -70,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    if code == 130:  # typer turns Ctrl-C inside a command into Exit(130), which never reaches the except above
+        print("chatqa: interrupted", file=sys.stderr)
     return code if isinstance(code, int) else 0
 
 
