@@ -68,8 +68,18 @@ class RetrievalConfig:
 
 @dataclass
 class RoutingConfig:
-    mode: str = "auto"  # rag | long | auto | self-route
+    mode: str = "auto"  # rag | long | auto | self-route | map-reduce
     truncate: str | None = None  # None | "middle": only when the user asks (InfiniteBench convention)
+
+
+@dataclass
+class MapReduceConfig:
+    """Budgets of the map-reduce route (global questions over documents longer than the window)."""
+
+    map_max_new_tokens: int = 96  # each section's notes: short, since every section pays for its own
+    reduce_max_new_tokens: int = 192  # each intermediate merge of notes; the final answer uses the answer budget
+    section_tokens: int | None = None  # cap on document tokens per map call; None: what the window leaves
+    max_map_calls: int | None = None  # refuse documents needing more map calls (--max-map-calls)
 
 
 @dataclass
@@ -80,6 +90,7 @@ class Config:
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+    mapreduce: MapReduceConfig = field(default_factory=MapReduceConfig)
     home: str | None = None  # where indexes and KV states live; CHATQA_HOME or ./indexes when unset
     path: str | None = None  # the YAML file this came from (so `calibrate` can write back)
 
@@ -133,6 +144,7 @@ _SECTIONS: dict[str, type] = {
     "chunking": ChunkingConfig,
     "retrieval": RetrievalConfig,
     "routing": RoutingConfig,
+    "mapreduce": MapReduceConfig,
 }
 
 

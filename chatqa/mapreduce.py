@@ -59,8 +59,10 @@ class Section:
         return self.chunks[0].line_start, self.chunks[-1].line_end
 
     def citation(self) -> dict[str, Any]:
+        first, last = self.chunks[0].pages, self.chunks[-1].pages
+        pages = [first[0], last[1]] if first and last else None  # paged documents (PDF)
         return {"chunk": self.chunks[0].id, "chunks": [c.id for c in self.chunks], "doc": self.doc_name,
-                "lines": list(self.lines), "section": self.index}  # fmt: skip
+                "lines": list(self.lines), "pages": pages, "section": self.index}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -86,13 +88,14 @@ class Plan:
     notes_room: int  # tokens of notes one reduce call reads
     reduce_calls_max: int  # worst case: every map answer uses its whole budget
     reduce_levels_max: int
+    direct: bool = False  # one section that fits with the answer budget: answered in one call, no map stage
 
     @property
     def map_calls(self) -> int:
-        return len(self.sections) if len(self.sections) > 1 else 0
+        return 0 if self.direct else len(self.sections)
 
     def describe(self) -> str:
-        if self.map_calls == 0:
+        if self.direct:
             return "the document fits one section: one call, no map stage"
         levels = "level" if self.reduce_levels_max == 1 else "levels"
         return (f"{len(self.sections)} sections of <= {self.section_budget:,} tokens: {self.map_calls} map calls, "
@@ -244,8 +247,8 @@ def plan(
             f"<= {budget:,}), more than --max-map-calls {max_map_calls}; raise the limit or use --mode rag"
         )
     notes_room = window - reduce_overhead - max(reduce_budget, answer_budget) - SAFETY_TOKENS
-    if len(sections) <= 1:
-        return Plan(sections, window, budget, notes_room, 0, 0)
+    if len(sections) == 1 and sections[0].n_tokens <= notes_room:  # the final prompt can read the section itself
+        return Plan(sections, window, budget, notes_room, 1, 1, direct=True)
     note, combined = map_budget + NOTE_LABEL_TOKENS, reduce_budget + NOTE_LABEL_TOKENS
     if notes_room < 2 * (max(note, combined) + SEPARATOR_TOKENS):
         raise MapReduceError(
@@ -310,7 +313,7 @@ def run(
     ``on_map(done, total)`` reports map progress; ``on_text`` streams the final answer only."""
     sections = the_plan.sections
     stages = {"map": StageCost(), "reduce": StageCost()}
-    if len(sections) == 1:  # nothing to combine: the section is the whole document
+    if the_plan.direct:  # nothing to combine: the one section is the whole document and fits the final prompt
         t0 = time.perf_counter()
         prompt = prompts.final(sections[0].text, question, are_notes=False)
         gen = _call(generator, prompt, answer_budget, stages["reduce"], reuse_prefix=True, on_text=on_text)

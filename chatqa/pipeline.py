@@ -8,21 +8,31 @@ loading once. Each answer records the route taken, why, and what it cost per sta
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from chatqa.chunking import Chunk
+from chatqa import mapreduce
+from chatqa.chunking import Chunk, chunk_documents
 from chatqa.config import Config, load_profile
 from chatqa.errors import InputError
 from chatqa.generation import Generation, Generator, Tokenizer, load_generator, load_tokenizer
 from chatqa.index import DocIndex, index_key, open_index
 from chatqa.ingest import Document, load_documents
-from chatqa.prompting import DECLINE, Prompt, build_prompt, fill_template, format_chunks, format_documents
+from chatqa.prompting import (
+    DECLINE,
+    MapReducePrompts,
+    Prompt,
+    build_prompt,
+    fill_template,
+    format_chunks,
+    format_documents,
+)
 from chatqa.retrieval import METHODS, Hit, search
-from chatqa.routing import MODES, Route, decide, fallback
+from chatqa.routing import MODES, Route, cap_map_calls, decide, fallback
 
 DocLike = str | Path | Document
 Message = dict[str, str]
@@ -31,7 +41,7 @@ Message = dict[str, str]
 @dataclass
 class Answer:
     answer: str
-    route: str  # "rag" or "long": what produced the final answer
+    route: str  # "rag", "long" or "map-reduce": what produced the final answer
     reason: str
     mode: str  # what was asked for
     question: str
@@ -39,6 +49,7 @@ class Answer:
     usage: dict[str, Any]
     attempts: list[dict[str, Any]] = field(default_factory=list)  # self-route's declined RAG answer
     truncated: bool = False
+    partials: list[dict[str, Any]] = field(default_factory=list)  # map-reduce: each section's answer, in order
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,6 +84,7 @@ class ChatQA:
         self._embedder: Any = None
         self._indexes: dict[str, DocIndex] = {}
         self._doc_tokens: dict[str, int] = {}
+        self._chunk_lists: dict[str, list[Chunk]] = {}
         self._load_s = 0.0  # model loading time during the current call
         self._stop: list[str] = []  # the current call's extra stop strings
 
@@ -150,6 +162,7 @@ class ChatQA:
         stop: Sequence[str] | None = None,
         on_text: Callable[[str], None] | None = None,
         progress: bool = False,
+        max_map_calls: int | None = None,
     ) -> Answer:
         """Answer ``question`` (or the last user turn of ``messages``) about ``docs``.
 
@@ -174,6 +187,9 @@ class ChatQA:
         truncate = truncate or cfg.routing.truncate
         if truncate not in (None, "middle"):
             raise InputError(f"unknown truncate '{truncate}' (the only choice is middle)")
+        max_map_calls = cfg.mapreduce.max_map_calls if max_map_calls is None else max_map_calls
+        if max_map_calls is not None and max_map_calls < 1:
+            raise InputError("--max-map-calls must be at least 1")
         if docs is None:
             raise InputError("no document given")
 
@@ -193,6 +209,17 @@ class ChatQA:
         attempts: list[dict[str, Any]] = []
         citations: list[dict[str, Any]]
         truncated = False
+        extra: dict[str, Any] = {}
+        partials: list[dict[str, Any]] = []
+        if route.route == "map-reduce":
+            mr_plan, prompts = self._map_reduce_plan(documents, question, history, template, budget, mode,
+                                                     max_map_calls)  # fmt: skip
+            route = cap_map_calls(route, mode, mr_plan.map_calls, max_map_calls)
+            if route.route == "map-reduce":
+                result = self._map_reduce(mr_plan, prompts, question, budget, usage, on_text, progress)
+                text, partials, extra = result.text, result.partials, result.usage()
+                citations = [s.citation() for s in result.cited]
+                route = Route(route.route, f"{route.reason} in {mr_plan.describe()}; {result.summary()}")
         if route.route == "rag":  # only RAG needs the index: long-context questions never pay for embedding
             loaded = self._load_s
             index_start = time.perf_counter()
@@ -242,10 +269,75 @@ class ChatQA:
                 "cached_tokens": usage.cached_tokens,
                 "document_tokens": doc_tokens,
                 "seconds": {k: round(v, 4) for k, v in usage.seconds.items()},
+                **extra,
             },
             attempts=attempts,
             truncated=truncated,
+            partials=partials,
         )
+
+    def chunks(self, documents: list[Document]) -> list[Chunk]:
+        """The index's chunks (same ids and line ranges as RAG cites), without embedding anything: chunking is
+        deterministic in the tokenizer and chunk settings, so this is exactly what the index holds. Kept per
+        content, so the same text under another name (eval samples) is not chunked again."""
+        cfg = self.config.chunking
+        key = hashlib.sha256(json.dumps([[d.sha256 for d in documents], vars(cfg), self.tokenizer.id])
+                             .encode()).hexdigest()  # fmt: skip
+        if key not in self._chunk_lists:
+            built = next((i for i in self._indexes.values() if _same_docs(i, documents)
+                          and i.manifest["chunking"] == vars(cfg)), None)  # fmt: skip
+            self._chunk_lists[key] = built.chunks if built is not None else chunk_documents(
+                documents, self.tokenizer.count, cfg.chunk_tokens, cfg.overlap_tokens)  # fmt: skip
+        names = [d.name for d in documents]
+        return [c if c.doc_name == names[c.doc] else replace(c, doc_name=names[c.doc]) for c in self._chunk_lists[key]]
+
+    def _map_reduce_plan(self, documents: list[Document], question: str, history: list[Message],
+                         template: str | None, budget: int, mode: str,
+                         max_map_calls: int | None) -> tuple[mapreduce.Plan, MapReducePrompts]:  # fmt: skip
+        """Sections and worst-case calls, before any generation; a forced map-reduce over the cap is refused
+        here (``auto`` gets the plan and falls back to RAG itself)."""
+        cfg, gen = self.config, self.generator
+        fmt = cfg.generator.prompt_format
+        prompts = MapReducePrompts(fmt, gen.render_chat if fmt == "chat" else None, history, template, self._stop)
+        effective = cfg.generator.effective_window
+        window = min(effective, gen.context_window) if effective else gen.context_window  # 0: trusts no length
+        map_overhead, reduce_overhead = mapreduce.overheads(prompts, self.tokenizer.count, question)
+        mr = cfg.mapreduce
+        the_plan = mapreduce.plan(
+            self.chunks(documents), self.tokenizer.count, window=window, map_overhead=map_overhead,
+            reduce_overhead=reduce_overhead, map_budget=mr.map_max_new_tokens, reduce_budget=mr.reduce_max_new_tokens,
+            answer_budget=budget, section_tokens=mr.section_tokens,
+            max_map_calls=max_map_calls if mode == "map-reduce" else None,
+        )  # fmt: skip
+        return the_plan, prompts
+
+    def _map_reduce(
+        self,
+        the_plan: mapreduce.Plan,
+        prompts: MapReducePrompts,
+        question: str,
+        budget: int,
+        usage: _Usage,
+        on_text: Callable[[str], None] | None,
+        progress: bool,
+    ) -> mapreduce.Result:
+        from chatqa.progress import bar
+
+        mr = self.config.mapreduce
+        with bar(progress, the_plan.map_calls, "map-reduce: map calls") as advance:
+            result = mapreduce.run(
+                self.generator, the_plan, question, prompts, map_budget=mr.map_max_new_tokens,
+                reduce_budget=mr.reduce_max_new_tokens, answer_budget=budget, count=self.tokenizer.count,
+                on_map=lambda done, total: advance(f"section {done}/{total}"), on_text=on_text,
+            )  # fmt: skip
+        for name, stage in result.stages.items():
+            usage.prompt_tokens += stage.prompt_tokens
+            usage.completion_tokens += stage.completion_tokens
+            usage.cached_tokens += stage.cached_tokens
+            usage.add_time("prefill", stage.prefill_s)
+            usage.add_time("decode", stage.decode_s)
+            usage.add_time(name, stage.seconds)
+        return result
 
     def retrieve(self, index: DocIndex, query: str, k: int | None = None, method: str | None = None) -> list[Hit]:
         cfg = self.config.retrieval

@@ -6,11 +6,13 @@ piped output and ``--json`` must contain only what chatqa means to print.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
 import sys
 import warnings
+from collections.abc import Callable, Iterator
 
 from chatqa.weights import offline
 
@@ -53,3 +55,19 @@ def quiet_libraries() -> None:
             llama_cpp.llama_log_set(_callback, ctypes.c_void_p())
         except (ImportError, AttributeError):  # pragma: no cover
             pass
+
+
+@contextlib.contextmanager
+def bar(enabled: bool, total: int, label: str) -> Iterator[Callable[[str], None]]:
+    """A progress bar with ETA on stderr when ``enabled`` (a terminal); a no-op otherwise."""
+    if not enabled or total == 0:
+        yield lambda _: None
+        return
+    from rich import progress as rp
+    from rich.console import Console
+
+    columns = (rp.TextColumn("{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(),
+               rp.TimeElapsedColumn(), rp.TextColumn("ETA"), rp.TimeRemainingColumn())  # fmt: skip
+    with rp.Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda what: progress.update(task, advance=1, description=f"{label}: {what}")

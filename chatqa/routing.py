@@ -3,9 +3,11 @@
 Pure logic on token counts and the question text, so the rules can be tested without a model:
 - ``rag``: always top-k retrieval.
 - ``long``: the whole document, or a clear refusal when it does not fit (truncation only on request).
-- ``auto``: LC when the document fits the *effective* window, or when a global question needs all of it and it
-  fits the nominal window; RAG otherwise (ChatQA 2: LC wins under 32K, RAG above 100K).
+- ``auto``: LC when the document fits the *effective* window; map-reduce for a global question ("summarise
+  the book") over a longer document, since five chunks are the wrong evidence for it; RAG otherwise (ChatQA 2:
+  LC wins under 32K, RAG above 100K).
 - ``self-route`` (arXiv 2407.16833): RAG first, asking the model to decline; LC if it declines and fits.
+- ``map-reduce``: every window-sized section is asked, the partial answers are combined (chatqa.mapreduce).
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ from dataclasses import dataclass
 
 from chatqa.errors import ContextTooLongError, InputError
 
-MODES = ("rag", "long", "auto", "self-route")
+MODES = ("rag", "long", "auto", "self-route", "map-reduce")
 
 GLOBAL_QUESTION = re.compile(
     r"\b(summari[sz]e|summary|overall|main (?:theme|idea|point|argument|character)s?"
     r"|(?:whole|entire) (?:book|document|story|text|novel)|throughout|in general|outline"
     r"|key (?:themes|points|events)|what is (?:this|the) (?:book|document|text|story|novel) about"
-    r"|how does the (?:book|story|novel) end)\b",
+    r"|how does (?:it|the (?:[\w-]+ ){0,3}(?:book|story|novel)) end|who narrates|narrator"
+    r"|(?:during|over|throughout) the (?:book|story|stories|novel)|(?:at|by) the end of the (?:book|story|novel)"
+    r"|moves? through|(?:list|name) (?:all|every|each|three|some) )\b",
     re.IGNORECASE,
 )
 DECLINED = re.compile(
@@ -34,7 +38,7 @@ DECLINED = re.compile(
 
 @dataclass(frozen=True)
 class Route:
-    route: str  # "rag" or "long"
+    route: str  # "rag", "long" or "map-reduce"
     reason: str
     truncate: bool = False
 
@@ -74,14 +78,18 @@ def decide(
         )
     if mode == "self-route":
         return Route("rag", "self-route: RAG first; long context only if the model declines")
+    if mode == "map-reduce":
+        return Route("map-reduce", f"forced: --mode map-reduce; {size}")
     if mode != "auto":
         raise InputError(f"unknown mode '{mode}' (choose from {', '.join(MODES)})")
     if doc_tokens <= effective_room:
         return Route("long", f"{size} fits the effective window ({effective_room:,})")
-    if is_global(question) and fits:
-        return Route("long", f"global question; {size} fits the window ({window_room:,})")
     if is_global(question):
-        return Route("rag", f"global question, but {size} exceeds the window ({window_room:,}): RAG")
+        if effective_room <= 0 and fits:  # a calibration that trusts no length: the nominal window it is
+            return Route("long", f"global question; {size} fits the window ({window_room:,})")
+        bound = "effective window" if effective_room > 0 else "window"
+        room = effective_room if effective_room > 0 else window_room
+        return Route("map-reduce", f"global question; {size} exceeds the {bound} ({room:,}): map-reduce")
     if effective_room <= 0:
         why = "the calibrated effective window leaves no room for a document: long context is not trusted"
         return Route("rag", why)
@@ -95,3 +103,12 @@ def fallback(answer: str, doc_tokens: int, window_room: int) -> Route | None:
     if doc_tokens <= window_room:
         return Route("long", "self-route: the RAG answer declined; the document fits, so long context")
     return None
+
+
+def cap_map_calls(route: Route, mode: str, map_calls: int, max_map_calls: int | None) -> Route:
+    """``--max-map-calls``: a forced map-reduce is refused (by the planner, with the numbers); ``auto`` answers
+    by RAG instead and says why, since it only chose map-reduce as the better of two affordable routes."""
+    if route.route != "map-reduce" or max_map_calls is None or map_calls <= max_map_calls or mode != "auto":
+        return route
+    return Route("rag", f"{route.reason}, but it would need {map_calls} map calls (--max-map-calls "
+                 f"{max_map_calls}): RAG")  # fmt: skip

@@ -91,7 +91,7 @@ def test_sections_pack_consecutive_chunks_in_order_within_the_budget() -> None:
     assert all(s.n_tokens <= 70 for s in sections)
     assert [c.id for s in sections for c in s.chunks] == list(range(8))  # every chunk once, in order
     assert sections[2].citation() == {"chunk": 3, "chunks": [3, 4], "doc": "doc0.txt", "lines": [31, 50],
-                                      "section": 2}  # fmt: skip
+                                      "pages": None, "section": 2}  # fmt: skip
 
 
 def test_sections_never_span_two_documents() -> None:
@@ -223,6 +223,16 @@ def test_a_document_of_one_section_is_one_call() -> None:
     res = run(gen, p, "Summarise.", PROMPTS, map_budget=10, reduce_budget=10, answer_budget=10, count=count)
     assert p.map_calls == 0 and len(gen.calls) == 1 and res.text == "done"
     assert "Notes taken" not in gen.calls[0]["prompt"]  # the document itself, not notes
+
+
+def test_one_section_that_leaves_no_room_for_the_answer_is_mapped_first() -> None:
+    """A section sized for a short map answer cannot also hold a long final answer: map it, then answer."""
+    p = plan(make_chunks([200]), count, window=300, map_overhead=20, reduce_overhead=20, map_budget=10,
+             reduce_budget=10, answer_budget=150)  # fmt: skip
+    assert not p.direct and p.map_calls == 1
+    gen = FakeGenerator(lambda prompt, b: "the gist", window=300)
+    res = run(gen, p, "Summarise.", PROMPTS, map_budget=10, reduce_budget=10, answer_budget=150, count=count)
+    assert len(gen.calls) == 2 and "Notes taken" in gen.calls[1]["prompt"] and res.reduce_levels == 1
 
 
 @pytest.mark.parametrize(("answer", "keep"), [("NONE", False), ("None.", False), ("", False),

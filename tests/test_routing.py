@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chatqa.errors import ContextTooLongError, InputError
-from chatqa.routing import decide, declined, fallback, is_global
+from chatqa.routing import cap_map_calls, decide, declined, fallback, is_global
 
 
 def test_forced_modes() -> None:
@@ -21,16 +21,28 @@ def test_auto_uses_effective_window_and_global_questions() -> None:
     assert decide("auto", "Who?", 500, 1000).route == "long"
     r = decide("auto", "Who?", 500, 1000, effective_room=400)
     assert r.route == "rag" and "effective window (400)" in r.reason
+    # a global question over more than the model really reads: every section must be read, so map-reduce
     g = decide("auto", "Summarise the book.", 500, 1000, effective_room=400)
-    assert g.route == "long" and "global" in g.reason
+    assert g.route == "map-reduce" and "global" in g.reason and "effective window (400)" in g.reason
     too_big = decide("auto", "Summarise the book.", 5000, 1000)
-    assert too_big.route == "rag" and "global" in too_big.reason
+    assert too_big.route == "map-reduce" and "global" in too_big.reason
     # a calibration that failed at every length (0): local questions go to RAG, global ones may still use LC
     none = decide("auto", "Who?", 10, 1000, effective_room=-300)
     assert none.route == "rag" and "not trusted" in none.reason
     assert decide("auto", "Summarise the book.", 10, 1000, effective_room=-300).route == "long"
     # an effective window larger than the real one cannot make a document fit
     assert decide("auto", "Who?", 1500, 1000, effective_room=4000).route == "rag"
+
+
+def test_map_reduce_forced_and_capped() -> None:
+    forced = decide("map-reduce", "Who?", 10, 1000)
+    assert forced.route == "map-reduce" and "forced" in forced.reason
+    g = decide("auto", "How does the novel end?", 50_000, 8000, effective_room=1800)
+    # auto over the cap answers by RAG and says why; under it, or forced, the route stays (the planner refuses)
+    capped = cap_map_calls(g, "auto", 40, 10)
+    assert capped.route == "rag" and "40 map calls" in capped.reason and "--max-map-calls 10" in capped.reason
+    assert cap_map_calls(g, "auto", 10, 10) == g and cap_map_calls(g, "auto", 40, None) == g
+    assert cap_map_calls(forced, "map-reduce", 40, 10) == forced
 
 
 def test_self_route_starts_with_rag_and_falls_back_only_when_declined_and_fitting() -> None:

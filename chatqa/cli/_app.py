@@ -26,7 +26,14 @@ Docs = Annotated[
     typer.Option("--doc", metavar="PATH", help="a .txt/.md file, a folder of them, or - for stdin (repeatable)"),
 ]
 ChunkTokens = Annotated[int | None, typer.Option("--chunk-tokens", help="chunk size in generator tokens")]
-Mode = Annotated[str | None, typer.Option("--mode", help="route: rag, long, auto, self-route (default: profile)")]
+Mode = Annotated[
+    str | None, typer.Option("--mode", help="route: rag, long, auto, self-route, map-reduce (default: profile)")
+]
+MaxMapCalls = Annotated[
+    int | None,
+    typer.Option("--max-map-calls", metavar="N",
+                 help="map-reduce: refuse a document that needs more than N map calls (auto answers by RAG)"),
+]  # fmt: skip
 TopK = Annotated[int | None, typer.Option("--top-k", help="chunks retrieved for RAG (default: profile)")]
 Retrieval = Annotated[str | None, typer.Option("--retrieval", help="retrieval method: dense, bm25, hybrid")]
 Truncate = Annotated[

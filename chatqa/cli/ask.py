@@ -8,7 +8,19 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from chatqa.cli._app import ChunkTokens, Docs, Json, MaxNewTokens, Mode, Profile, Retrieval, TopK, Truncate, app
+from chatqa.cli._app import (
+    ChunkTokens,
+    Docs,
+    Json,
+    MaxMapCalls,
+    MaxNewTokens,
+    Mode,
+    Profile,
+    Retrieval,
+    TopK,
+    Truncate,
+    app,
+)
 from chatqa.errors import ChatQAError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,7 +51,8 @@ def print_answer(answer: Answer, streamed: bool) -> None:
         print(answer.answer)
     else:
         print()
-    cites = ", ".join(citation_text(c) for c in answer.citations)
+    cites = (_sections(answer.citations) if answer.route == "map-reduce"
+             else ", ".join(citation_text(c) for c in answer.citations))  # fmt: skip
     u = answer.usage
     s = u["seconds"]
     stages = " ".join(f"{k} {v:.2f}s" for k, v in s.items() if k != "total" and v >= 0.005)
@@ -51,6 +64,31 @@ def print_answer(answer: Answer, streamed: bool) -> None:
         f"cost: {u['prompt_tokens']:,} prompt + {u['completion_tokens']:,} answer tokens "
         f"({u['cached_tokens']:,} cached); {s['total']:.2f}s [{stages}]"
     )
+    if "map_calls" in u:
+        m, r = u["stages"]["map"], u["stages"]["reduce"]
+        print(f"map-reduce: {u['sections']} sections; map {m['calls']} calls, {m['prompt_tokens']:,} prompt "
+              f"({m['cached_tokens']:,} cached) + {m['completion_tokens']:,} answer tokens, {m['seconds']:.1f}s; "
+              f"reduce {r['calls']} calls in {u['reduce_levels']} level(s), {r['prompt_tokens']:,} prompt + "
+              f"{r['completion_tokens']:,} answer tokens, {r['seconds']:.1f}s")  # fmt: skip
+
+
+def _sections(citations: list[dict[str, Any]]) -> str:
+    """Map-reduce cites every section whose notes reached the answer: consecutive ones are merged into ranges,
+    so a whole book reads as one line range instead of hundreds of entries (--json lists each)."""
+    from chatqa.ingest import printable
+
+    runs: list[list[dict[str, Any]]] = []
+    for c in citations:
+        if runs and runs[-1][-1]["doc"] == c["doc"] and runs[-1][-1]["section"] + 1 == c["section"]:
+            runs[-1].append(c)
+        else:
+            runs.append([c])
+    text = ", ".join(
+        f"{printable(r[0]['doc'])}:{r[0]['lines'][0]}-{r[-1]['lines'][1]} "
+        f"(chunks {r[0]['chunks'][0]}-{r[-1]['chunks'][-1]}, {len(r)} section{'s' if len(r) > 1 else ''})"
+        for r in runs
+    )
+    return text or "none (no section bore on the question)"
 
 
 @app.command()
@@ -65,6 +103,7 @@ def ask(
     truncate: Truncate = None,
     max_new_tokens: MaxNewTokens = None,
     chunk_tokens: ChunkTokens = None,
+    max_map_calls: MaxMapCalls = None,
 ) -> None:
     """Answer one question about documents."""
     from chatqa.progress import interactive
@@ -75,7 +114,8 @@ def ask(
     stream = not json_out and sys.stdout.isatty()
     on_text = (lambda t: print(t, end="", flush=True)) if stream else None
     answer = qa.ask(question, docs=doc, on_text=on_text, progress=interactive() and not json_out, mode=mode,
-                    top_k=top_k, retrieval=retrieval, truncate=truncate, max_new_tokens=max_new_tokens)  # fmt: skip
+                    top_k=top_k, retrieval=retrieval, truncate=truncate, max_new_tokens=max_new_tokens,
+                    max_map_calls=max_map_calls)  # fmt: skip
     if json_out:
         print(json.dumps(answer.to_dict(), ensure_ascii=False))
     else:
@@ -93,12 +133,13 @@ def chat(
     truncate: Truncate = None,
     max_new_tokens: MaxNewTokens = None,
     chunk_tokens: ChunkTokens = None,
+    max_map_calls: MaxMapCalls = None,
 ) -> None:
     """Multi-turn questions about documents (one per line on stdin)."""
     qa = load_qa(profile, chunk_tokens)
     docs = qa.documents(doc)
     options: dict[str, Any] = {"mode": mode, "top_k": top_k, "retrieval": retrieval, "truncate": truncate,
-                               "max_new_tokens": max_new_tokens}  # fmt: skip
+                               "max_new_tokens": max_new_tokens, "max_map_calls": max_map_calls}  # fmt: skip
     tty = sys.stdin.isatty()
     messages: list[dict[str, str]] = []
     while True:

@@ -28,7 +28,7 @@ def run(
     suite: Annotated[str, typer.Option(help="suite name in eval/suites/ (e.g. passkey) or a YAML path")],
     profile: Profile = "default",
     json_out: Json = False,
-    modes: Annotated[str, typer.Option(help="comma-separated: rag,long,auto,self-route")] = "rag,long,auto",
+    modes: Annotated[str, typer.Option(help="comma-separated: rag,long,auto,self-route,map-reduce")] = "rag,long,auto",
     lengths: Annotated[str | None, typer.Option(help="context lengths for generated suites, e.g. 2k,4k")] = None,
     depths: Annotated[str | None, typer.Option(help="needle depths for synthetic suites, e.g. 0,0.5,1")] = None,
     n: Annotated[int | None, typer.Option("--n", help="samples per cell (synthetic: per length x depth)")] = None,

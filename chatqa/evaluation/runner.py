@@ -92,7 +92,7 @@ def _answer_fields(ans: Any, cache: GenerationCache) -> dict[str, Any]:
         "route": ans.route, "reason": ans.reason, "k": None if cites is None else len(cites),
         "input_tokens": u["prompt_tokens"], "output_tokens": u["completion_tokens"],
         "cached_tokens": u["cached_tokens"], "document_tokens": u["document_tokens"], "seconds": seconds,
-        "truncated": ans.truncated, "reused": bool(hits), "prediction": ans.answer,
+        "truncated": ans.truncated, "reused": bool(hits), "prediction": ans.answer, "map_calls": u.get("map_calls"),
         "prompt_key": cache.calls[0][0] if len(cache.calls) == 1 else None,
     }  # fmt: skip
 
