@@ -151,8 +151,10 @@ def load_chatrag(
             overhead = count(CHATRAG_SYSTEM) + count(format_turns(turns, dataset))
             short = cut_context(context, MAX_SEQ_LENGTH - MAX_OUTPUT_TOKENS - overhead, count)
             cut, context = short != context, short
+        # one cell per dataset, as ChatRAG reports it (single_cell: no length buckets)
+        unanswerable = bool(answers) and answers[0].strip() == CHATRAG_REFUSAL
         meta: dict[str, Any] = {"dataset": dataset, "index": i, "source": str(path), "context_cut": cut,
-                                "unanswerable": bool(answers) and answers[0].strip() == CHATRAG_REFUSAL}  # fmt: skip
+                                "single_cell": True, "unanswerable": unanswerable}  # fmt: skip
         if not meta["unanswerable"]:
             if answerable_index is not None:
                 meta["answerable_listed"] = answerable_seen in answerable_index

@@ -8,7 +8,8 @@ Sources:
 
 * InfiniteBench: OpenBMB/InfiniteBench ``src/compute_scores.py`` at commit 88b3daa (the commit whose
   ``results/`` predictions and README scores ``tests/evaluation/test_conformance.py`` reproduces).
-* ChatRAG Bench: NVIDIA ChatQA ``evaluation/evaluate_f1.py`` and ``metrics.py`` (ParlAI-style token F1).
+* ChatRAG Bench: NVIDIA ChatQA ``evaluation/get_scores.py`` and ``metrics.py`` (ParlAI-style token F1; items
+  without a non-empty reference are left out of the mean).
 * LongEval: DachengLi1/LongChat ``longeval/utils.py``.
 * RULER: NVIDIA/RULER ``scripts/eval/synthetic/constants.py`` and ``scripts/eval/evaluate.py``.
 
@@ -298,7 +299,7 @@ def score_infinitebench(task: str, prediction: str, ground_truth: Any) -> float:
 
 
 # --------------------------------------------------------------------------------------------------------
-# ChatRAG Bench (NVIDIA ChatQA evaluation/evaluate_f1.py, metrics.py)
+# ChatRAG Bench (NVIDIA ChatQA evaluation/get_scores.py, metrics.py)
 # --------------------------------------------------------------------------------------------------------
 
 CHATRAG_REFUSAL = "Sorry. I cannot find the answer based on the context."

@@ -356,6 +356,8 @@ def question_for(suite: Suite, sample: Sample) -> str:
 def sample_length(sample: Sample, document_tokens: int | None) -> int | None:
     """The grid length of a generated sample, a dataset's own size class (``nominal_length``), or else the next
     power of two of the document's tokens."""
+    if sample.meta.get("single_cell"):  # datasets reported as one number (ChatRAG Bench)
+        return None
     target = sample.meta.get("target_length") or sample.meta.get("nominal_length")
     if target:
         return int(target)

@@ -186,3 +186,30 @@ def test_cli_user_errors_are_one_line_exit_2(args: list[str], message: str, tmp_
     assert out.stdout == "" and out.stderr.count("\n") == 1 and out.stderr.startswith("chatqa: error: ")
     assert message in out.stderr
     assert not list(tmp_path.rglob("rows.jsonl"))
+
+
+def test_chatrag_release_runs_end_to_end(qa: Any, tmp_path: Path) -> None:
+    """A hand-made folder in ChatRAG Bench's released format through the real pipeline: ChatQA-format input,
+    get_scores.py scoring (an empty-reference item left out of the mean) and QuAC's two accuracies."""
+    refusal = "Sorry. I cannot find the answer based on the context."
+    items = [
+        {"messages": [{"role": "user", "content": "Who won the race?"}],
+         "ctxs": [{"title": "Race", "text": "Anna won the race in 1952. Ben was second."}], "answers": ["Anna"]},
+        {"messages": [{"role": "user", "content": "What colour was the car?"}],
+         "ctxs": [{"title": "Race", "text": "Anna won the race in 1952."}], "answers": [refusal]},
+        {"messages": [{"role": "user", "content": "Where?"}], "ctxs": [{"title": "", "text": "Somewhere."}],
+         "answers": [""]},
+    ]  # fmt: skip
+    (tmp_path / "data" / "quac").mkdir(parents=True)
+    (tmp_path / "data" / "quac" / "test.json").write_text(json.dumps(items))
+    suite = tmp_path / "chatrag-quac.yaml"
+    suite.write_text((ROOT / "eval" / "suites" / "chatrag.yaml").read_text().replace("tasks: [doc2dial, quac, qrecc, "
+                     "topiocqa, inscit, coqa, hybridial, doqa_cooking, doqa_travel, doqa_movies, sqa,\n        "
+                     "convfinqa]", "tasks: [quac]"))  # fmt: skip
+    result = run_suite(str(suite), qa=qa, out=tmp_path / "runs", data_dir=tmp_path / "data", modes=["long"])
+    rows = rows_of(result.run_dir)
+    assert [r["template_set"] for r in rows] == ["chatrag/official-chatqa-format"] * 3
+    assert rows[2]["score"] is None and rows[2]["excluded"] and rows[1]["gold_unanswerable"] is True
+    (g,) = result.summary["groups"]
+    assert g["n"] == 3 and g["n_scored"] == 2 and g["excluded"] == 1 and g["unanswerable_acc"] in (0.0, 100.0)
+    assert g["score"] == pytest.approx(50 * (rows[0]["score"] + rows[1]["score"]), abs=0.01)  # rounded to 2 places
