@@ -4,7 +4,8 @@ The document is the four Project Gutenberg novels in ``../shared/data/gutenberg`
 into the repo) repeated until 5,000,000 bytes: about 1.2M Gemma tokens, far past any window here. Each command
 runs as a user runs it, in its own process (``python -m chatqa.cli ...``) with a fresh ``CHATQA_HOME``; wall
 time and peak RSS (``ru_maxrss`` of the child) are measured from outside. ``--mode long`` on the same file is
-measured too: it must refuse (the document cannot fit) and the time to the refusal is what matters.
+measured too: it must refuse (the document cannot fit) and the time to the refusal is what matters; it is
+given 30 s (issue 11 asks for a refusal in under 2 s), and a timeout is recorded as such.
 
 Run: ``python benchmarks/bench_large_doc.py [--quick]`` (``--quick``: 1 MB); writes
 ``benchmarks/results/large_doc[.quick].json``.
@@ -69,7 +70,7 @@ def main() -> int:
         runs = {"index": timed(["index", "--doc", "big.txt", "--json"], env, work, 3600)}
         print(json.dumps(runs["index"]), flush=True)
         runs["ask_long"] = timed(["ask", "--doc", "big.txt", "--mode", "long", "--json", "What is the first word?"],
-                                 env, work, 120)  # fmt: skip
+                                 env, work, 30)  # fmt: skip
         print(json.dumps(runs["ask_long"]), flush=True)
     index = runs["index"]
     if index.get("exit_code") == 0:
