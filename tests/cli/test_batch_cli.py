@@ -39,7 +39,7 @@ def test_piped_batch_writes_rows_and_prints_only_the_summary(tmp_path: Path) -> 
 
 def test_a_terminal_shows_a_progress_bar_on_stderr(tmp_path: Path) -> None:
     path = tmp_path / "qs.txt"
-    path.write_text("Who first proposed a canal through the vale?\n", encoding="utf-8")
+    path.write_text("Who first proposed a canal through the vale?\nWho proposed it?\n", encoding="utf-8")
     doc = write_questions(tmp_path).parent / "founding.txt"
     master, slave = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k != "CHATQA_QUIET"} | {"CHATQA_HOME": str(tmp_path)}
@@ -59,8 +59,8 @@ def test_a_terminal_shows_a_progress_bar_on_stderr(tmp_path: Path) -> None:
     os.close(master)
     assert proc.returncode == 0
     screen = seen.decode("utf-8", "replace")
-    assert "batch" in screen and "1/1" in screen and "q/min" in screen
-    assert "1 answered" in proc.stdout and "batch" not in proc.stdout.split("->")[0]
+    assert "batch" in screen and "2/2" in screen and "q/min" in screen  # done/total, rate (and ETA)
+    assert "2 answered" in proc.stdout and "batch" not in proc.stdout.split("->")[0]
 
 
 @pytest.mark.parametrize(
