@@ -102,8 +102,28 @@ def user_command(args: Sequence[str]) -> str:
     return shlex.join(shown)
 
 
+def _imported_from(path: str | None) -> str | None:
+    """Where the child's chatqa came from, without the machine's folders: the run's frozen copy, or the tree."""
+    if not path:
+        return None
+    return "<frozen copy>/chatqa/__init__.py" if "bench-code-" in path else user_command([path])
+
+
+def _scrub_imports(node: Any) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "chatqa_imported_from" and isinstance(value, str) and value.startswith("/"):
+                node[key] = _imported_from(value)
+            else:
+                _scrub_imports(value)
+    elif isinstance(node, list):
+        for item in node:
+            _scrub_imports(item)
+
+
 def scrub(result: dict[str, Any]) -> dict[str, Any]:
     """A stored result made before commands were recorded as typed: the same numbers, no machine paths."""
+    _scrub_imports(result)
     machine = result.get("machine", {})
     machine.pop("cwd", None)
     if isinstance(machine.get("command"), str):
@@ -236,7 +256,7 @@ def child_main(handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]], 
     result["peak_rss_mb"] = peak_rss_mb()
     result["child_cpu_s"] = cpu_seconds()
     module = sys.modules.get("chatqa")
-    result["chatqa_imported_from"] = getattr(module, "__file__", None)  # the run's frozen copy, not the tree
+    result["chatqa_imported_from"] = _imported_from(getattr(module, "__file__", None))
     Path(args.result).write_text(json.dumps(result, indent=1), encoding="utf-8")
     return 0
 
