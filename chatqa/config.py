@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from chatqa.errors import ConfigError
+from chatqa.errors import ConfigError, InputError
+from chatqa.routing import MODES
 
 REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+METHODS = ("dense", "bm25", "hybrid")
+# Environment variables a profile may name as its API key: ones a user created for this purpose. A profile
+# found in a cloned repository must not be able to send, say, AWS_SECRET_ACCESS_KEY to its base_url.
+API_KEY_ENV = re.compile(r"[A-Z][A-Z0-9_]*_API_KEY|CHATQA_[A-Z0-9_]+")
 
 
 @dataclass
@@ -96,13 +103,16 @@ class Config:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Config:
-        return _build(cls, data, "config")
+        config = _build(cls, data, "config")
+        validate(config)
+        return config
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def replace(self, **dotted: Any) -> Config:
-        """Return a copy with ``section.key`` overrides applied (None values are ignored)."""
+        """Return a copy with ``section.key`` overrides applied (None values are ignored), validated like a
+        profile: per-call options and the command line go through the same checks and messages."""
         data = self.to_dict()
         for key, value in dotted.items():
             if value is None:
@@ -115,6 +125,13 @@ class Config:
                 raise ConfigError(f"unknown setting '{key}'")
             node[leaf] = value
         return Config.from_dict(data)
+
+    def with_options(self, **dotted: Any) -> Config:
+        """:meth:`replace` for one call's options: a bad value is the caller's input, not the profile's."""
+        try:
+            return self.replace(**dotted)
+        except ConfigError as exc:
+            raise InputError(str(exc)) from None
 
     @property
     def index_home(self) -> Path:
@@ -138,6 +155,98 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
+# Ranges (inclusive; None: open) and choices of the fields that have them; the types come from the annotations.
+_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "generator.context_window": (16, None),
+    "generator.effective_window": (0, None),
+    "generator.max_new_tokens": (1, None),
+    "generator.threads": (1, None),
+    "generator.timeout": (0.001, None),
+    "retriever.max_seq_tokens": (8, None),
+    "retriever.window_stride": (0.01, 1.0),
+    "retriever.batch_size": (1, None),
+    "chunking.chunk_tokens": (16, None),
+    "chunking.overlap_tokens": (0, None),
+    "retrieval.top_k": (1, None),
+    "retrieval.rrf_k": (1, None),
+    "retrieval.ann_threshold": (1, None),
+    "retrieval.history_turns": (0, None),
+    "mapreduce.map_max_new_tokens": (1, None),
+    "mapreduce.reduce_max_new_tokens": (1, None),
+    "mapreduce.section_tokens": (16, None),
+    "mapreduce.max_map_calls": (1, None),
+}
+_CHOICES: dict[str, tuple[Any, ...]] = {
+    "generator.prompt_format": ("chatqa", "chat", "completion"),
+    "retriever.pooling": ("max", "mean"),
+    "retrieval.method": METHODS,
+    "retrieval.index_type": ("flat", "hnsw", "ivf", "auto"),
+    "routing.mode": MODES,
+    "routing.truncate": (None, "middle"),
+}
+# The command-line option that sets a field, named beside it in errors so either spelling can be searched.
+FLAGS = {
+    "routing.mode": "--mode", "retrieval.top_k": "--top-k", "retrieval.method": "--retrieval",
+    "routing.truncate": "--truncate", "generator.max_new_tokens": "--max-new-tokens",
+    "chunking.chunk_tokens": "--chunk-tokens", "mapreduce.max_map_calls": "--max-map-calls",
+}  # fmt: skip
+
+
+def _name(key: str) -> str:
+    return f"{key} ({FLAGS[key]})" if key in FLAGS else key
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_type_ok(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is Any:
+        return True
+    origin = typing.get_origin(hint) or hint
+    if origin is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, origin)
+
+
+def _type_word(hint: Any) -> str:
+    words = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping"}
+    parts = [words.get(typing.get_origin(a) or a, "null" if a is type(None) else str(a)) for a in
+             (typing.get_args(hint) if typing.get_origin(hint) is not None and typing.get_origin(hint) is not dict
+              else (hint,))]  # fmt: skip
+    return " or ".join(parts)
+
+
+def validate(config: Config) -> None:
+    """Types and ranges of every field, one line naming the field: the only place settings are checked."""
+    for section, cls in _SECTIONS.items():
+        obj = getattr(config, section)
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            key, value = f"{section}.{f.name}", getattr(obj, f.name)
+            if not _type_ok(value, hints[f.name]):
+                raise ConfigError(f"{_name(key)} must be {_type_word(hints[f.name])}, got {value!r}")
+            if key in _CHOICES and value not in _CHOICES[key]:
+                choices = ", ".join(str(c) for c in _CHOICES[key] if c is not None)
+                raise ConfigError(f"unknown {f.name} {value!r} for {_name(key)} (choose from {choices})")
+            low, high = _RANGES.get(key, (None, None))
+            if value is not None and ((low is not None and value < low) or (high is not None and value > high)):
+                bound = f"at least {low:g}" if high is None else f"between {low:g} and {high:g}"
+                raise ConfigError(f"{_name(key)} must be {bound}, got {value!r}")
+    g = config.generator
+    if g.max_new_tokens >= g.context_window:
+        raise ConfigError(f"the answer budget {_name('generator.max_new_tokens')} = {g.max_new_tokens:,} leaves no "
+                          f"room in the context window ({g.context_window:,} tokens)")  # fmt: skip
+    if config.chunking.overlap_tokens >= config.chunking.chunk_tokens:
+        raise ConfigError("chunking.overlap_tokens must be smaller than chunking.chunk_tokens")
+    if g.api_key_env and not API_KEY_ENV.fullmatch(g.api_key_env):
+        raise ConfigError(f"generator.api_key_env {g.api_key_env!r} is not an API-key variable: a profile may only "
+                          "name variables ending in _API_KEY or starting with CHATQA_")  # fmt: skip
+
+
 _SECTIONS: dict[str, type] = {
     "generator": GeneratorConfig,
     "retriever": RetrieverConfig,
@@ -148,15 +257,22 @@ _SECTIONS: dict[str, type] = {
 }
 
 
+def user_config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base) / "chatqa" / "profiles"
+
+
 def profile_dirs() -> list[Path]:
-    """Where profile names are looked up, first match wins: a user's own folder beats the shipped ones."""
-    dirs = [Path(p) for p in os.environ.get("CHATQA_CONFIGS", "").split(os.pathsep) if p]
-    return [*dirs, Path("configs"), REPO_CONFIGS]
+    """Where bare profile names are looked up, first match wins: folders the user named (CHATQA_CONFIGS), the
+    user's config folder, then the shipped profiles. Never the working directory: a cloned repository's
+    ``configs/default.yaml`` must not replace the shipped default unless it is named by path."""
+    dirs = [Path(p).expanduser() for p in os.environ.get("CHATQA_CONFIGS", "").split(os.pathsep) if p]
+    return [*dirs, user_config_dir(), REPO_CONFIGS]
 
 
 def find_profile(name_or_path: str) -> Path:
     candidate = Path(name_or_path).expanduser()
-    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+    if candidate.suffix in (".yaml", ".yml") or os.sep in name_or_path or "/" in name_or_path:
         if not candidate.is_file():
             raise ConfigError(f"profile file not found: {candidate}")
         return candidate
@@ -174,6 +290,8 @@ def load_profile(name_or_path: str = "default") -> Config:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"profile {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"profile {path}: expected a mapping of sections, got {type(data).__name__}")
     data.setdefault("name", path.stem)
     config = Config.from_dict(data)
     config.path = str(path.resolve())

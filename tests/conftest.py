@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,22 @@ SAMPLE = ROOT / "examples" / "harrow_canal.txt"
 QUESTIONS = ROOT / "examples" / "harrow_canal.questions.jsonl"
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def missing(reason: str) -> None:
+    """Skip on a developer box; FAIL under CI=true, where a missing prerequisite means untested code."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI=true: required)")
+    pytest.skip(reason)
+
+
 def shared(*parts: str) -> Path:
-    """A file under ../shared/data, or a skip with the reason when that folder is not beside the repo."""
+    """A file under ../shared/data; skipped when that folder is not beside the repo, failed under CI."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"shared data not found at {path} (clone the repo with ../shared beside it)")
+        missing(f"shared data not found at {path} (clone the repo with ../shared beside it)")
     return path
 
 
