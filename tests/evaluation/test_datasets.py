@@ -33,8 +33,9 @@ from chatqa.evaluation.templates import (
     math_find_prefix,
     render_infinitebench,
     render_longeval,
+    truncate_middle,
 )
-from chatqa.prompting import fill_template, truncate_middle
+from chatqa.prompting import fill_template
 from tests.conftest import in_ci
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
