@@ -7,8 +7,10 @@ loading once. Each answer records the route taken, why, and what it cost per sta
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -73,6 +75,17 @@ class _Usage:
         self.add_time("decode", gen.decode_s)
 
 
+def _serialised(method: Callable[..., Any]) -> Callable[..., Any]:
+    """One call at a time per instance: two threads generating on one llama.cpp context abort the process."""
+
+    @functools.wraps(method)
+    def call(self: ChatQA, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return call
+
+
 class ChatQA:
     def __init__(self, config: Config | None = None) -> None:
         from chatqa.progress import quiet_libraries
@@ -83,6 +96,7 @@ class ChatQA:
         self._generator: Generator | None = None
         self._embedder: Any = None
         self._indexes: dict[str, DocIndex] = {}
+        self._lock = threading.RLock()  # one call at a time: llama.cpp contexts are not re-entrant (issue 11 item 1)
         self._doc_tokens: dict[str, int] = {}
         self._chunk_lists: dict[str, list[Chunk]] = {}
         self._load_s = 0.0  # model loading time during the current call
@@ -134,6 +148,7 @@ class ChatQA:
     def documents(docs: Sequence[DocLike] | DocLike) -> list[Document]:
         return load_documents(docs)
 
+    @_serialised
     def index(self, docs: Sequence[DocLike] | DocLike, rebuild: bool = False, progress: bool = False) -> DocIndex:
         documents = self.documents(docs)
         key = index_key(documents, self.config, self.tokenizer.id)
@@ -147,6 +162,7 @@ class ChatQA:
         return index
 
     # -- answering ------------------------------------------------------------------------------------
+    @_serialised
     def ask(
         self,
         question: str | None = None,
@@ -232,6 +248,8 @@ class ChatQA:
             if note:
                 route = Route(route.route, f"{route.reason}; {note}")
             second = fallback(text, doc_tokens, room) if decline else None
+            if decline and second is None and on_text and text:  # held back in case of a fallback; it stands
+                on_text(text)
             if second is not None:
                 attempts.append({"route": "rag", "answer": text, "citations": citations})
                 route = second
@@ -372,8 +390,6 @@ class ChatQA:
         prompt = self._prompt(format_chunks(chunks), question, history, template, decline)
         gen = self.generator.generate(prompt.text, budget, prompt.stop, None if decline else on_text)
         usage.add(gen)
-        if decline and on_text and not fallback(gen.text, 0, 1):
-            on_text(gen.text)
         score = {h.chunk.id: h.score for h in hits}
         return gen.text, [_cite(c, score[c.id]) for c in chunks], note
 

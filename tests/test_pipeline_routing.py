@@ -31,6 +31,8 @@ class FakeGenerator(Generator):
         self.prompts.append(prompt)
         self.stops.append(list(stop))
         text = self.answers.pop(0)
+        if on_text:  # streams as a real backend does
+            on_text(text)
         return Generation(text, self.tokenizer.count(prompt), 3, 0.01, 0.01)
 
 
@@ -126,3 +128,58 @@ def test_extra_stop_strings_reach_the_generator_on_every_route(fake_qa, mode: st
     assert ">" in gen.stops[0] and gen.prompts[0].endswith("The answer is <")
     qa.ask("Who?", docs=[SAMPLE], mode=mode)
     assert ">" not in gen.stops[1]  # stop strings belong to one call, not to the instance
+
+
+def test_self_route_streams_a_declined_answer_that_cannot_fall_back(fake_qa) -> None:
+    """Issue 14: a declined RAG answer on a document too big for LC was never streamed (an empty line)."""
+    qa, gen = fake_qa(["unanswerable"], window=4000)  # the sample (~7K tokens) cannot fall back to LC
+    shown: list[str] = []
+    ans = qa.ask("Who?", docs=[SAMPLE], mode="self-route", on_text=shown.append)
+    assert ans.route == "rag" and ans.attempts == [] and len(gen.prompts) == 1
+    assert "".join(shown) == "unanswerable"
+
+
+def test_self_route_streams_only_the_final_answer(fake_qa) -> None:
+    qa, _ = fake_qa(["Josiah Wrenfield"])
+    shown: list[str] = []
+    assert qa.ask("Who?", docs=[SAMPLE], mode="self-route", on_text=shown.append).route == "rag"
+    assert "".join(shown) == "Josiah Wrenfield"
+    qa, _ = fake_qa(["unanswerable", "Josiah Wrenfield"])
+    shown = []
+    assert qa.ask("Who?", docs=[SAMPLE], mode="self-route", on_text=shown.append).route == "long"
+    assert "".join(shown) == "Josiah Wrenfield"  # the declined RAG try is not shown
+
+
+class SlowFakeGenerator(FakeGenerator):
+    """FAKE: sleeps inside generate and records how many calls were inside at once."""
+
+    def __init__(self, tokenizer, answers: Sequence[str]) -> None:
+        super().__init__(tokenizer, answers)
+        self.inside, self.seen = 0, []
+
+    def generate(self, prompt: str, max_new_tokens: int, stop: Sequence[str] = (),
+                 on_text: Callable[[str], None] | None = None, prefix: str | None = None) -> Generation:  # fmt: skip
+        import time
+
+        self.inside += 1
+        self.seen.append(self.inside)
+        time.sleep(0.2)
+        self.inside -= 1
+        return super().generate(prompt, max_new_tokens, stop, on_text, prefix)
+
+
+def test_two_threads_never_generate_at_once_on_one_instance(fake_qa) -> None:
+    """Issue 11 item 1 (llama.cpp aborted with GGML_ASSERT): calls on one instance are serialised by its lock."""
+    import threading
+
+    qa, _ = fake_qa(["unused"])
+    gen = SlowFakeGenerator(qa.tokenizer, ["a", "b"])
+    qa._generator = gen
+    answers: list[str] = []
+    threads = [threading.Thread(target=lambda: answers.append(qa.ask("Who?", docs=[SAMPLE], mode="long").answer))
+               for _ in range(2)]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert gen.seen == [1, 1] and sorted(answers) == ["a", "b"]
