@@ -20,7 +20,7 @@ from typing import Any
 from chatqa import mapreduce
 from chatqa.chunking import Chunk, chunk_documents
 from chatqa.config import Config, load_profile
-from chatqa.errors import InputError
+from chatqa.errors import ContextTooLongError, InputError
 from chatqa.generation import Generation, Generator, Tokenizer, load_generator, load_tokenizer
 from chatqa.index import DocIndex, index_key, open_index
 from chatqa.ingest import Document, load_documents
@@ -35,6 +35,9 @@ from chatqa.prompting import (
 )
 from chatqa.retrieval import METHODS, Hit, search
 from chatqa.routing import MODES, Route, cap_map_calls, decide, fallback
+
+ESTIMATE_PREFIX_CHARS = 200_000  # a prefix long enough for a stable tokens-per-character ratio
+ESTIMATE_MARGIN = 4  # estimates above this many windows are trusted as "does not fit" (issue 11 item 4)
 
 DocLike = str | Path | Document
 Message = dict[str, str]
@@ -219,8 +222,21 @@ class ChatQA:
         effective = cfg.generator.effective_window
         effective_room = effective - overhead - budget if effective is not None else None
         full_context = format_documents([d.name for d in documents], [d.text for d in documents])
-        doc_tokens = self._count(full_context)
+        doc_tokens, exact = self._document_tokens(full_context, room)
+        if not exact and mode == "long" and truncate != "middle":
+            raise ContextTooLongError(
+                f"document is about {doc_tokens:,} tokens (estimated from its first {ESTIMATE_PREFIX_CHARS:,} "
+                f"characters), far more than the window ({room:,} tokens left for the document); use --mode rag "
+                "or auto, or --truncate middle"
+            )
         route = decide(mode, question, doc_tokens, room, effective_room, truncate)
+        if not exact:  # say so: the count in the reason is an estimate, not a tokenization
+            route = replace(
+                route,
+                reason=route.reason.replace(
+                    f"document {doc_tokens:,} tokens", f"document about {doc_tokens:,} tokens (estimated)"
+                ),
+            )
 
         attempts: list[dict[str, Any]] = []
         citations: list[dict[str, Any]]
@@ -408,6 +424,18 @@ class ChatQA:
     def _overhead(self, question: str, history: list[Message], template: str | None) -> int:
         # Self-Route's decline sentence is the longest variant; counting it keeps every variant inside.
         return self.tokenizer.count(self._prompt("", question, history, template, True).text) + 8
+
+    def _document_tokens(self, text: str, room: int) -> tuple[int, bool]:
+        """(tokens, exact). Tokenizing grows faster than linearly with length (a 5 MB text took minutes), yet
+        every routing decision only compares the count with the window. So a text whose prefix-based estimate
+        is more than ``ESTIMATE_MARGIN`` times the window is not tokenized whole: it cannot fit whatever the
+        rest holds, short of the rest being several times sparser in tokens than its first 200K characters."""
+        if len(text) > ESTIMATE_PREFIX_CHARS:
+            prefix = text[:ESTIMATE_PREFIX_CHARS]
+            estimate = round(len(text) * self.tokenizer.count(prefix) / len(prefix))
+            if estimate > ESTIMATE_MARGIN * max(room, 1):
+                return estimate, False
+        return self._count(text), True
 
     def _count(self, text: str) -> int:
         """Token count of a whole document set, memoised: tokenizing a novel takes seconds."""
