@@ -211,6 +211,9 @@ class ChatQA:
             raise InputError("--max-map-calls must be at least 1")
         if docs is None:
             raise InputError("no document given")
+        if budget >= self.generator.context_window:  # blame the budget, not a document that cannot help it
+            raise InputError(f"the answer budget (--max-new-tokens) = {budget:,} leaves no room in the context "
+                             f"window ({self.generator.context_window:,} tokens)")  # fmt: skip
 
         start = time.perf_counter()
         self._load_s = 0.0  # only loads caused by this call are charged to it

@@ -3,8 +3,8 @@ assertion is what must happen instead of a traceback, a hang or a silent wrong a
 
 Every command runs as a user runs it (``python -m chatqa.cli ...`` in a scratch working directory, with its own
 ``CHATQA_HOME``). Most probes are rejected before any model loads; those that build an index load the two small
-embedded models. Not probed here yet: items 1, 5 and 6 (threads, profile validation, profile resolution: their
-fixes were not on main when this file was written), and the probes that need generation (a damaged KV state
+embedded models. Item 1 (threads sharing one ChatQA) is a library property, tested in tests/test_threads.py. Not
+probed here: the probes that need generation (a damaged KV state
 through ``ask``, a PDF's citations line, two eval runs into one folder; their unit tests are in
 tests/test_kvcache.py, tests/cli/test_citation_line.py and tests/evaluation/test_statistics.py).
 """
@@ -203,3 +203,52 @@ def test_eval_score_bad_prediction_files(cli, content: str, message: str) -> Non
     preds.mkdir()
     (preds / "preds_passkey.jsonl").write_text(content)
     one_line_error(cli("eval", "score", "--preds", str(preds)), message)
+
+
+# -- items 5 and 6: profiles are validated in one place, and a working directory cannot plant one ---------------
+@pytest.mark.parametrize(
+    ("yaml_text", "args", "words"),
+    [
+        ("- a\n- b\n", (), ("expected a mapping",)),
+        ("retrieval:\n  top_k: five\n", (), ("retrieval.top_k", "five")),
+        ("generator:\n  context_window: big\n", (), ("generator.context_window",)),
+        ("chunking:\n  chunk_tokens: '800'\n", (), ("chunking.chunk_tokens",)),
+        ("name: p\n", ("--chunk-tokens", "0"), ("chunking.chunk_tokens", "--chunk-tokens")),
+        ("name: p\n", ("--max-new-tokens", "1000000000"), ("answer budget", "--max-new-tokens")),
+    ],
+)
+def test_bad_profiles_and_options_are_one_line(
+    cli, yaml_text: str, args: tuple[str, ...], words: tuple[str, ...]
+) -> None:
+    (cli.work / "p.yaml").write_text(yaml_text)
+    (cli.work / "doc.txt").write_text(SAMPLE.read_text(encoding="utf-8"))
+    one_line_error(cli("ask", "--profile", "p.yaml", "--doc", "doc.txt", *args, "Who?"), *words)
+
+
+def test_a_planted_profile_is_ignored_and_cannot_read_secrets(cli) -> None:
+    """A cloned repository's configs/default.yaml must not replace the shipped default, and a profile named by
+    path may not send an arbitrary secret variable to its base_url."""
+    planted = cli.work / "configs"
+    planted.mkdir()
+    planted_yaml = (
+        "name: default\ngenerator:\n  backend: openai\n  model: x\n"
+        "  base_url: http://127.0.0.1:9/v1\n  api_key_env: AWS_SECRET_ACCESS_KEY\n"
+    )
+    (planted / "default.yaml").write_text(planted_yaml)
+    info = cli("info", "--json")
+    assert info.returncode == 0, info.stderr
+    data = json.loads(info.stdout)
+    assert str(planted) not in data["profile"] and data["generator"].startswith("llamacpp"), data
+    (cli.work / "doc.txt").write_text("The canal opened in 1794.\n")
+    env_secret = {**cli.env, "AWS_SECRET_ACCESS_KEY": "do-not-send"}
+    proc = subprocess.run([sys.executable, "-m", "chatqa.cli", "ask", "--profile", "configs/default.yaml", "--doc",
+                           "doc.txt", "When?"], cwd=cli.work, env=env_secret, capture_output=True, text=True,
+                          timeout=PROBE_TIMEOUT)  # fmt: skip
+    one_line_error(proc, "api_key_env", "AWS_SECRET_ACCESS_KEY")
+
+
+# -- item 4: a document far larger than the window is refused at once, not tokenized whole ----------------------
+def test_long_mode_on_a_huge_document_refuses_from_an_estimate(cli) -> None:
+    text = SAMPLE.read_text(encoding="utf-8")
+    (cli.work / "big.txt").write_text("\n\n".join([text] * 60), encoding="utf-8")  # about 2.8 MB
+    one_line_error(cli("ask", "--mode", "long", "--doc", "big.txt", "Who?"), "estimated", "--mode rag")
