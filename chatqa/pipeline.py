@@ -229,8 +229,8 @@ class ChatQA:
         if not exact and mode == "long" and truncate != "middle":
             raise ContextTooLongError(
                 f"document is about {doc_tokens:,} tokens (estimated from its first {ESTIMATE_PREFIX_CHARS:,} "
-                f"characters), far more than the window ({room:,} tokens left for the document); use --mode rag "
-                "or auto, or --truncate middle"
+                f"characters): it does not fit the generator's window ({room:,} tokens left for the document); "
+                "use --mode rag or auto, or --truncate middle"
             )
         route = decide(mode, question, doc_tokens, room, effective_room, truncate)
         if not exact:  # say so: the count in the reason is an estimate, not a tokenization
