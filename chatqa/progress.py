@@ -58,8 +58,9 @@ def quiet_libraries() -> None:
 
 
 @contextlib.contextmanager
-def bar(enabled: bool, total: int, label: str) -> Iterator[Callable[[str], None]]:
-    """A progress bar with ETA on stderr when ``enabled`` (a terminal); a no-op otherwise."""
+def bar(enabled: bool, total: int, label: str, transient: bool = True) -> Iterator[Callable[[str], None]]:
+    """A progress bar with ETA on stderr when ``enabled`` (a terminal); a no-op otherwise. ``transient=False``
+    leaves the finished bar on screen (an eval run's record of what it did)."""
     if not enabled or total == 0:
         yield lambda _: None
         return
@@ -68,6 +69,6 @@ def bar(enabled: bool, total: int, label: str) -> Iterator[Callable[[str], None]
 
     columns = (rp.TextColumn("{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(),
                rp.TimeElapsedColumn(), rp.TextColumn("ETA"), rp.TimeRemainingColumn())  # fmt: skip
-    with rp.Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+    with rp.Progress(*columns, console=Console(stderr=True), transient=transient) as progress:
         task = progress.add_task(label, total=total)
         yield lambda what: progress.update(task, advance=1, description=f"{label}: {what}")

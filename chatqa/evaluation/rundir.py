@@ -12,7 +12,7 @@ import os
 import re
 import shlex
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -199,19 +199,3 @@ class Appender:
         self.handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         self.handle.flush()
         os.fsync(self.handle.fileno())
-
-
-@contextlib.contextmanager
-def bar(enabled: bool, total: int, label: str) -> Iterator[Callable[[str], None]]:
-    """A progress bar with ETA on stderr when ``enabled`` (a terminal); a no-op otherwise."""
-    if not enabled or total == 0:
-        yield lambda _: None
-        return
-    from rich import progress as rp
-    from rich.console import Console
-
-    columns = (rp.TextColumn("{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(),
-               rp.TimeElapsedColumn(), rp.TextColumn("ETA"), rp.TimeRemainingColumn())  # fmt: skip
-    with rp.Progress(*columns, console=Console(stderr=True), transient=False) as progress:
-        task = progress.add_task(label, total=total)
-        yield lambda what: progress.update(task, advance=1, description=f"{label}: {what}")

@@ -23,6 +23,7 @@ from chatqa.evaluation import suites as st
 from chatqa.evaluation.metrics import score as score_metric
 from chatqa.evaluation.report import write_report
 from chatqa.executors import Executor, LocalExecutor, Work
+from chatqa.progress import bar
 from chatqa.routing import MODES
 
 DEFAULT_MODES = ("rag", "long", "auto")
@@ -268,7 +269,8 @@ def run_suite(
 
                     ask["judge"] = TopicJudge.from_profile(judge)
                 runner = executor or LocalExecutor(qa)
-                with rundir.Appender(run / "rows.jsonl") as rows, rundir.bar(progress, len(todo), spec.name) as advance:
+                rows_file, shown = run / "rows.jsonl", bar(progress, len(todo), spec.name, transient=False)
+                with rundir.Appender(rows_file) as rows, shown as advance:
                     for outcome in runner.run(run_sample, _works(spec, todo, done_rows, ask)):
                         sample, sample_modes, _ = outcome.work.item
                         for row in outcome.result or _lost_rows(qa, spec, sample, sample_modes, outcome.error):
