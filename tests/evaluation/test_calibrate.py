@@ -134,8 +134,30 @@ def test_tiny_real_calibration_writes_evidence_and_profile(tmp_path: Path, capsy
     assert all(r["passkey_n"] == 1 and r["longeval_n"] == 0 and r["nolima_n"] == 1 for r in report["table"])
     assert all(c["tokens"] <= c["length"] for c in report["cases"])
     assert report["nolima_base_length"] == 1024 and report["nolima_base_n"] == 1
-    assert report["effective_window"] == choose(report["effective_window_absolute"],
-                                                report["effective_window_relative"], "stricter")  # fmt: skip
+    # Checked against an expectation computed here, not against the code's own output: each case's score from
+    # its prediction (InfiniteBench reads the first run of digits; NoLiMa the name as a word), RULER's and
+    # NoLiMa's rules applied by hand to those scores, and the window one of the lengths tried.
+    by = {(c["task"], c["length"]): c for c in report["cases"]}
+    assert len(by) == len(report["cases"]) == 4
+    for (task, _), c in by.items():
+        if task == "passkey":
+            found = re.findall(r"[0-9]+", c["prediction"])[:1] == [c["gold"]]
+        else:
+            found = re.search(rf"\b{re.escape(c['gold'])}\b", c["prediction"], re.IGNORECASE) is not None
+        assert c["score"] == float(found), c
+    # The embedded Gemma finds a pass key at 1K and 2K (runtime-facts: 5/5 at 1K; the shipped calibration 6/6
+    # at 2K): a failure here is a broken prompt, template or scorer, not a weak model.
+    assert by["passkey", 1024]["score"] == by["passkey", 2048]["score"] == 1.0, report["cases"]
+    for row in report["table"]:
+        assert row["passkey_acc"] == row["accuracy"] == by["passkey", row["length"]]["score"]
+        assert row["nolima_acc"] == by["nolima", row["length"]]["score"]
+    absolute = 2048  # both lengths pass RULER's 0.85 (asserted above)
+    base, at_2k = by["nolima", 1024]["score"], by["nolima", 2048]["score"]
+    relative = None if base == 0 else (2048 if at_2k >= 0.85 * base else 1024)
+    assert report["nolima_base"] == base
+    assert report["effective_window_absolute"] == absolute and report["effective_window_relative"] == relative
+    assert report["effective_window"] == (absolute if relative is None else min(absolute, relative))
+    assert report["effective_window"] in (1024, 2048)
     evidence = json.loads((tmp_path / "gemma3-270m.calibration.json").read_text())
     assert evidence["table"] == report["table"] and evidence["prefill_tok_s"] > 0
     written = yaml.safe_load(path.read_text())["generator"]["effective_window"]

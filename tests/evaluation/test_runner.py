@@ -8,6 +8,7 @@ reproduce published numbers. Runs are kept tiny: the CPU is shared and the heavy
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -61,7 +62,13 @@ def test_a_row_for_every_sample_and_mode(full_run: Any) -> None:
     ids = sorted({r["id"] for r in rows})
     assert len(ids) == 2 and full_run.added == 6
     assert sorted((r["id"], r["mode"]) for r in rows) == sorted((i, m) for i in ids for m in MODES)
-    assert all(r["score"] in (0.0, 1.0) and r["error"] is None for r in rows)
+    assert all(r["error"] is None for r in rows)
+    for r in rows:  # InfiniteBench's rule, applied here: the first run of digits is the key
+        gold = r["gold"][0] if isinstance(r["gold"], list) else r["gold"]
+        assert r["score"] == float(re.findall(r"[0-9]+", r["prediction"])[:1] == [str(gold)]), r
+    # The embedded Gemma reads a whole 1K haystack and finds the key (runtime-facts: 5/5 at 1K): a 0 here is a
+    # broken template or scorer. auto reuses long's answer (asserted below), so it scores the same.
+    assert [r["score"] for r in rows if r["mode"] in ("long", "auto")] == [1.0] * 4, rows
     assert all(r["length"] == 1024 and r["depth"] == 0.5 and r["chunk_tokens"] == 256 for r in rows)
     by = {(r["id"], r["mode"]): r for r in rows}
     for i in ids:
