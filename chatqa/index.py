@@ -263,11 +263,13 @@ def open_index(
     home: Path | None = None,
     progress: bool = False,
     rebuild: bool = False,
+    key: str | None = None,
 ) -> DocIndex:
     """Load the index for ``docs`` if an up-to-date, intact one exists, else build it. ``embedder`` is a
-    factory so a reused index never pays for loading the retriever model."""
+    factory so a reused index never pays for loading the retriever model; ``key`` is :func:`index_key` when
+    the caller already computed it."""
     home = Path(home or config.index_home)
-    key = index_key(docs, config, tokenizer.id)
+    key = key or index_key(docs, config, tokenizer.id)
     final = home / key
     expected = expected_manifest(docs, config, tokenizer.id)
     damage = ""

@@ -133,6 +133,7 @@ class Result:
     reduce_levels: int
     stages: dict[str, StageCost] = field(default_factory=dict)
     finish_reason: str = "stop"
+    final_prompt: str = ""  # what the last call read (its hash tells benchmarks two answers read the same)
 
     def usage(self) -> dict[str, Any]:
         return {"map_calls": self.stages["map"].calls, "reduce_calls": self.stages["reduce"].calls,
@@ -319,7 +320,7 @@ def run(
         gen = _call(generator, prompt, answer_budget, stages["reduce"], reuse_prefix=True, on_text=on_text)
         stages["reduce"].seconds = time.perf_counter() - t0
         partial = {"section": 0, "lines": list(sections[0].lines), "answer": gen.text, "kept": True}
-        return Result(gen.text, the_plan, [partial], list(sections), 0, stages, gen.finish_reason)
+        return Result(gen.text, the_plan, [partial], list(sections), 0, stages, gen.finish_reason, prompt.text)
 
     t0 = time.perf_counter()
     partials: list[dict[str, Any]] = []
@@ -344,8 +345,8 @@ def run(
         groups = group_notes(notes, the_plan.notes_room, count)
         if len(groups) == 1:
             notes_text = "\n\n".join(n.render() for n in groups[0])
-            gen = _call(generator, prompts.final(notes_text, question), answer_budget, stages["reduce"],
-                        on_text=on_text)  # fmt: skip
+            final = prompts.final(notes_text, question)
+            gen = _call(generator, final, answer_budget, stages["reduce"], on_text=on_text)
             levels += 1
             break
         if len(groups) >= len(notes):  # the plan's room check makes this unreachable; never loop forever
@@ -359,4 +360,4 @@ def run(
         notes = combined
         levels += 1
     stages["reduce"].seconds = time.perf_counter() - t0
-    return Result(gen.text, the_plan, partials, cited, levels, stages, gen.finish_reason)
+    return Result(gen.text, the_plan, partials, cited, levels, stages, gen.finish_reason, final.text)

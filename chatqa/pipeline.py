@@ -1,17 +1,23 @@
 """The ChatQA pipeline: documents in, a routed, cited answer out.
 
-``ChatQA`` owns the three models (tokenizer, retriever, generator), loads each only when first needed, and
-keeps them for the next question; indexes are cached in memory too, so a session of questions pays for
-loading once. Each answer records the route taken, why, and what it cost per stage.
+A question travels top to bottom: :meth:`ChatQA.ask` validates the call into a frozen :class:`Request`
+(:meth:`ChatQA.request`, the options checked by the config layer), :meth:`ChatQA.plan` measures the document
+and the room the prompt leaves and asks :mod:`chatqa.routing` for a route, then :meth:`ChatQA.execute` runs
+the route's function from :data:`ROUTES` (:func:`answer_rag`, :func:`answer_long`, :func:`answer_map_reduce`),
+each returning a :class:`Reply` (text, citations, the prompt read). Self-Route is RAG asked to decline, then
+long context if it did and the document fits.
+
+``ChatQA`` takes its collaborators (generator, tokenizer, embedder) in ``__init__`` or loads each from the
+config on first use, and keeps them for the next question. One instance may be shared by threads: calls are
+serialised by a per-instance lock (llama.cpp contexts are not re-entrant). Nothing of one call is kept on the
+instance: its options live in the request, its clock in a :class:`~chatqa.timing.Timer`.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -26,27 +32,31 @@ from chatqa.index import DocIndex, index_key, open_index
 from chatqa.ingest import Document, load_documents
 from chatqa.prompting import (
     DECLINE,
+    PLACE,
+    Frame,
     MapReducePrompts,
-    Prompt,
     build_prompt,
     fill_template,
     format_chunks,
     format_documents,
+    truncate_middle,
 )
-from chatqa.retrieval import METHODS, Hit, search
-from chatqa.routing import MODES, Route, cap_map_calls, decide, fallback
+from chatqa.retrieval import Hit, search
+from chatqa.routing import Route, cap_map_calls, decide, fallback
+from chatqa.timing import Timer
 
 ESTIMATE_PREFIX_CHARS = 200_000  # a prefix long enough for a stable tokens-per-character ratio
 ESTIMATE_MARGIN = 4  # estimates above this many windows are trusted as "does not fit" (issue 11 item 4)
 
 DocLike = str | Path | Document
 Message = dict[str, str]
+OnText = Callable[[str], None] | None
 
 
 @dataclass
 class Answer:
     answer: str
-    route: str  # "rag", "long" or "map-reduce": what produced the final answer
+    route: str  # "rag", "long" or "map-reduce": what produced the final answer (a key of ROUTES)
     reason: str
     mode: str  # what was asked for
     question: str
@@ -55,55 +65,89 @@ class Answer:
     attempts: list[dict[str, Any]] = field(default_factory=list)  # self-route's declined RAG answer
     truncated: bool = False
     partials: list[dict[str, Any]] = field(default_factory=list)  # map-reduce: each section's answer, in order
+    prompt_sha256: str = ""  # of the prompt that produced the answer: two answers that read the same input
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Request:
+    """One call, validated: its options resolved against the profile by the config layer's checks."""
+
+    question: str
+    history: tuple[Message, ...]
+    documents: tuple[Document, ...]
+    mode: str
+    top_k: int
+    method: str
+    truncate: str | None
+    budget: int  # the answer's token budget (--max-new-tokens)
+    max_map_calls: int | None
+    template: str | None = None  # a benchmark's own prompt with {context} and {input}
+    stop: tuple[str, ...] = ()  # added to the prompt format's own stop strings
+    progress: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a request will cost before any generation: the document's size, the room left, the route."""
+
+    route: Route
+    doc_tokens: int
+    room: int  # the window minus the prompt's own tokens and the answer budget
+    context: str  # the documents as one text, as long context reads them
+    frame: Frame  # the answer prompt, built once; filled by the route
+    decline_frame: Frame  # the same asking the model to decline when the context lacks the answer (Self-Route)
+    map_reduce: mapreduce.Plan | None = None  # sections and worst-case calls, when the route is map-reduce
+    map_reduce_prompts: MapReducePrompts | None = None
+
+
 @dataclass
-class _Usage:
+class Reply:
+    """What a route returns: the text, its citations, the prompt that produced it and what it cost."""
+
+    text: str
+    citations: list[dict[str, Any]]
+    prompt: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
-    seconds: dict[str, float] = field(default_factory=dict)
+    note: str = ""  # appended to the route's reason (e.g. "top-k reduced to 3 to fit the window")
+    truncated: bool = False
+    usage: dict[str, Any] = field(default_factory=dict)  # route-specific costs (map-reduce: calls per stage)
+    partials: list[dict[str, Any]] = field(default_factory=list)
 
-    def add_time(self, stage: str, seconds: float) -> None:
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
-
-    def add(self, gen: Generation) -> None:
+    def count(self, gen: Generation, timer: Timer) -> None:
         self.prompt_tokens += gen.prompt_tokens
         self.completion_tokens += gen.completion_tokens
         self.cached_tokens += gen.cached_tokens
-        self.add_time("prefill", gen.prefill_s)
-        self.add_time("decode", gen.decode_s)
-
-
-def _serialised(method: Callable[..., Any]) -> Callable[..., Any]:
-    """One call at a time per instance: two threads generating on one llama.cpp context abort the process."""
-
-    @functools.wraps(method)
-    def call(self: ChatQA, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            return method(self, *args, **kwargs)
-
-    return call
+        timer.add("prefill", gen.prefill_s)
+        timer.add("decode", gen.decode_s)
 
 
 class ChatQA:
-    def __init__(self, config: Config | None = None) -> None:
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        generator: Generator | None = None,
+        tokenizer: Tokenizer | None = None,
+        embedder: Any = None,
+    ) -> None:
+        """Collaborators passed in are used as they are (a test's fake generator, the eval's caching wrapper,
+        models another instance loaded); the others are loaded from ``config`` when first needed."""
         from chatqa.progress import quiet_libraries
 
         quiet_libraries()
         self.config = config or Config()
-        self._tokenizer: Tokenizer | None = None
-        self._generator: Generator | None = None
-        self._embedder: Any = None
+        self._generator = generator
+        self._tokenizer = tokenizer or (generator.tokenizer if generator is not None else None)
+        self._embedder = embedder
         self._indexes: dict[str, DocIndex] = {}
-        self._lock = threading.RLock()  # one call at a time: llama.cpp contexts are not re-entrant (issue 11 item 1)
         self._doc_tokens: dict[str, int] = {}
         self._chunk_lists: dict[str, list[Chunk]] = {}
-        self._load_s = 0.0  # model loading time during the current call
-        self._stop: list[str] = []  # the current call's extra stop strings
+        self._lock = threading.RLock()  # one call at a time: llama.cpp contexts are not re-entrant (issue 11 item 1)
 
     @classmethod
     def from_profile(cls, profile: str = "default", **overrides: Any) -> ChatQA:
@@ -111,31 +155,29 @@ class ChatQA:
         (pass them as a dict: ``ChatQA.from_profile("default", **{"retrieval.top_k": 8})``)."""
         return cls(load_profile(profile).replace(**overrides))
 
-    # -- models, loaded on first use ---------------------------------------------------------------
-    def _timed(self, load: Callable[[], Any]) -> Any:
-        start = time.perf_counter()
-        out = load()
-        self._load_s += time.perf_counter() - start
-        return out
+    def with_generator(self, generator: Generator) -> ChatQA:
+        """This pipeline answering through another generator (e.g. a :class:`~chatqa.generation.CachingGenerator`
+        around its own): the same config, models, indexes, caches and lock."""
+        other = ChatQA(self.config, generator=generator, tokenizer=self.tokenizer, embedder=self._embedder)
+        other._indexes, other._doc_tokens, other._chunk_lists = self._indexes, self._doc_tokens, self._chunk_lists
+        other._lock = self._lock
+        return other
 
+    # -- collaborators, loaded on first use ------------------------------------------------------------
     @property
     def tokenizer(self) -> Tokenizer:
         if self._tokenizer is None:
-            if self._generator is not None:
-                self._tokenizer = self._generator.tokenizer
-            else:
-                self._tokenizer = self._timed(lambda: load_tokenizer(self.config.generator))
+            self._tokenizer = (self._generator.tokenizer if self._generator is not None
+                               else load_tokenizer(self.config.generator))  # fmt: skip
         return self._tokenizer
 
     @property
     def generator(self) -> Generator:
         if self._generator is None:
-            self._generator = self._timed(lambda: load_generator(self.config.generator))
-            self._tokenizer = self._generator.tokenizer
-            if self.config.generator.backend == "llamacpp":  # document prefixes' KV states, kept on disk
-                from chatqa.kvcache import KVStore, kv_root
+            from chatqa.kvcache import kv_root
 
-                self._generator.kv_store = KVStore(kv_root(self.config))  # type: ignore[attr-defined]
+            self._generator = load_generator(self.config.generator, state_dir=kv_root(self.config))
+            self._tokenizer = self._generator.tokenizer
         return self._generator
 
     @property
@@ -143,29 +185,61 @@ class ChatQA:
         if self._embedder is None:
             from chatqa.embedding import Embedder
 
-            self._embedder = self._timed(lambda: Embedder(self.config.retriever))
+            self._embedder = Embedder(self.config.retriever)
         return self._embedder
+
+    def _loaded(self, name: str, timer: Timer) -> Any:
+        """A collaborator, its loading (if this call causes it) charged to the timer's "load" stage."""
+        if getattr(self, f"_{name}") is not None:
+            return getattr(self, name)
+        with timer.stage("load"):
+            return getattr(self, name)
 
     # -- documents and indexes ----------------------------------------------------------------------
     @staticmethod
     def documents(docs: Sequence[DocLike] | DocLike) -> list[Document]:
         return load_documents(docs)
 
-    @_serialised
     def index(self, docs: Sequence[DocLike] | DocLike, rebuild: bool = False, progress: bool = False) -> DocIndex:
-        documents = self.documents(docs)
+        with self._lock:
+            return self._index(self.documents(docs), rebuild=rebuild, progress=progress)
+
+    def _index(self, documents: Sequence[Document], rebuild: bool = False, progress: bool = False,
+               embedder: Callable[[], Any] | None = None) -> DocIndex:  # fmt: skip
+        """The index of documents already read (keyed once); ``embedder`` is how to get the retriever if the
+        index must be built (a timed load during an answer)."""
+        documents = list(documents)
         key = index_key(documents, self.config, self.tokenizer.id)
         cached = self._indexes.get(key)
         if cached is not None and not rebuild and _same_docs(cached, documents):
             return cached
-        index = open_index(
-            documents, self.config, self.tokenizer, lambda: self.embedder, progress=progress, rebuild=rebuild
-        )
+        index = open_index(documents, self.config, self.tokenizer, embedder or (lambda: self.embedder),
+                           progress=progress, rebuild=rebuild, key=key)  # fmt: skip
         self._indexes[key] = index
         return index
 
-    # -- answering ------------------------------------------------------------------------------------
-    @_serialised
+    def retrieve(self, index: DocIndex, query: str, k: int | None = None, method: str | None = None) -> list[Hit]:
+        cfg = self.config.retrieval
+        embed = self.embedder.embed_query if (method or cfg.method) != "bm25" else None
+        return search(index, query, k or cfg.top_k, method or cfg.method, embed, cfg.rrf_k)
+
+    def chunks(self, documents: Sequence[Document]) -> list[Chunk]:
+        """The index's chunks (same ids and line ranges as RAG cites), without embedding anything: chunking is
+        deterministic in the tokenizer and chunk settings, so this is exactly what the index holds. Kept per
+        content, so the same text under another name (eval samples) is not chunked again."""
+        documents = list(documents)
+        cfg = self.config.chunking
+        key = hashlib.sha256(json.dumps([[d.sha256 for d in documents], vars(cfg), self.tokenizer.id])
+                             .encode()).hexdigest()  # fmt: skip
+        if key not in self._chunk_lists:
+            built = next((i for i in self._indexes.values() if _same_docs(i, documents)
+                          and i.manifest["chunking"] == vars(cfg)), None)  # fmt: skip
+            self._chunk_lists[key] = built.chunks if built is not None else chunk_documents(
+                documents, self.tokenizer.count, cfg.chunk_tokens, cfg.overlap_tokens)  # fmt: skip
+        names = [d.name for d in documents]
+        return [c if c.doc_name == names[c.doc] else replace(c, doc_name=names[c.doc]) for c in self._chunk_lists[key]]
+
+    # -- answering: request, plan, execute ------------------------------------------------------------
     def ask(
         self,
         question: str | None = None,
@@ -179,7 +253,7 @@ class ChatQA:
         max_new_tokens: int | None = None,
         template: str | None = None,
         stop: Sequence[str] | None = None,
-        on_text: Callable[[str], None] | None = None,
+        on_text: OnText = None,
         progress: bool = False,
         max_map_calls: int | None = None,
     ) -> Answer:
@@ -187,246 +261,119 @@ class ChatQA:
 
         ``template`` is a benchmark's own prompt with ``{context}`` and ``{input}`` placeholders; without it
         the profile's prompt format is used. ``stop`` adds stop strings to the format's own (a template that
-        ends with an answer's opening, such as ``is <``, needs its closing ``>`` to end the answer)."""
-        cfg = self.config
-        self._stop = list(stop or [])
+        ends with an answer's opening, such as ``is <``, needs its closing ``>`` to end the answer).
+        ``progress`` shows the stages on stderr (a terminal only)."""
+        with self._lock:
+            timer = Timer(_stages() if progress else None)
+            try:
+                request = self.request(question, docs, messages, mode=mode, top_k=top_k, retrieval=retrieval,
+                                       truncate=truncate, max_new_tokens=max_new_tokens, template=template,
+                                       stop=stop, progress=progress, max_map_calls=max_map_calls)  # fmt: skip
+                plan = self.plan(request, timer)
+                route, reply, attempts = self.execute(request, plan, timer, on_text)
+                return _answer(request, plan, route, reply, attempts, timer)
+            finally:
+                timer.quiet()
+
+    def request(
+        self,
+        question: str | None,
+        docs: Sequence[DocLike] | DocLike | None,
+        messages: Sequence[Message] | None = None,
+        **options: Any,
+    ) -> Request:
+        """Validate a call: the options go through the config layer's checks (a profile's one-line errors,
+        naming the flag), the question and dialogue are split, the documents read once."""
         question, history = _split_messages(question, messages)
-        mode = mode or cfg.routing.mode
-        if mode not in MODES:
-            raise InputError(f"unknown mode '{mode}' (choose from {', '.join(MODES)})")
-        method = retrieval or cfg.retrieval.method
-        if method not in METHODS:
-            raise InputError(f"unknown retrieval '{method}' (choose from {', '.join(METHODS)})")
-        k = cfg.retrieval.top_k if top_k is None else top_k
-        if k < 1:
-            raise InputError("--top-k must be at least 1")
-        budget = cfg.generator.max_new_tokens if max_new_tokens is None else max_new_tokens
-        if budget < 1:
-            raise InputError("--max-new-tokens must be at least 1")
-        truncate = truncate or cfg.routing.truncate
-        if truncate not in (None, "middle"):
-            raise InputError(f"unknown truncate '{truncate}' (the only choice is middle)")
-        max_map_calls = cfg.mapreduce.max_map_calls if max_map_calls is None else max_map_calls
-        if max_map_calls is not None and max_map_calls < 1:
-            raise InputError("--max-map-calls must be at least 1")
+        cfg = self.config.with_options(**{
+            "routing.mode": options.get("mode"), "retrieval.top_k": options.get("top_k"),
+            "retrieval.method": options.get("retrieval"), "routing.truncate": options.get("truncate"),
+            "generator.max_new_tokens": options.get("max_new_tokens"),
+            "mapreduce.max_map_calls": options.get("max_map_calls"),
+        })  # fmt: skip
         if docs is None:
             raise InputError("no document given")
-        if budget >= self.generator.context_window:  # blame the budget, not a document that cannot help it
-            raise InputError(f"the answer budget (--max-new-tokens) = {budget:,} leaves no room in the context "
-                             f"window ({self.generator.context_window:,} tokens)")  # fmt: skip
+        return Request(
+            question=question, history=tuple(history), documents=tuple(self.documents(docs)),
+            mode=cfg.routing.mode, top_k=cfg.retrieval.top_k, method=cfg.retrieval.method,
+            truncate=cfg.routing.truncate, budget=cfg.generator.max_new_tokens,
+            max_map_calls=cfg.mapreduce.max_map_calls, template=options.get("template"),
+            stop=tuple(options.get("stop") or ()), progress=bool(options.get("progress")),
+        )  # fmt: skip
 
-        start = time.perf_counter()
-        self._load_s = 0.0  # only loads caused by this call are charged to it
-        usage = _Usage()
-        documents = self.documents(docs)
-        generator = self.generator
-        overhead = self._overhead(question, history, template)
-        room = generator.context_window - overhead - budget
-        effective = cfg.generator.effective_window
+    def plan(self, request: Request, timer: Timer | None = None) -> Plan:
+        """Measure the document and the room the prompt leaves, then route (map-reduce: its sections too, so a
+        ``--max-map-calls`` cap refuses, or ``auto`` falls back to RAG, before any generation)."""
+        timer = timer or Timer()
+        generator = self._loaded("generator", timer)
+        window, budget = generator.context_window, request.budget
+        if budget >= window:  # blame the budget, not a document that cannot help it
+            raise InputError(f"the answer budget (--max-new-tokens) = {budget:,} leaves no room in the context "
+                             f"window ({window:,} tokens)")  # fmt: skip
+        frame, decline_frame = self._frame(request, False), self._frame(request, True)
+        # Self-Route's decline sentence is the longest variant; counting it keeps every variant inside.
+        overhead = self.tokenizer.count(decline_frame.fill("").text) + 8
+        room = window - overhead - budget
+        effective = self.config.generator.effective_window
         effective_room = effective - overhead - budget if effective is not None else None
-        full_context = format_documents([d.name for d in documents], [d.text for d in documents])
-        doc_tokens, exact = self._document_tokens(full_context, room)
-        if not exact and mode == "long" and truncate != "middle":
+        docs = request.documents
+        context = format_documents([d.name for d in docs], [d.text for d in docs])
+        doc_tokens, exact = self._document_tokens(context, room)
+        if not exact and request.mode == "long" and request.truncate != "middle":
             raise ContextTooLongError(
                 f"document is about {doc_tokens:,} tokens (estimated from its first {ESTIMATE_PREFIX_CHARS:,} "
                 f"characters): it does not fit the generator's window ({room:,} tokens left for the document); "
                 "use --mode rag or auto, or --truncate middle"
             )
-        route = decide(mode, question, doc_tokens, room, effective_room, truncate)
+        route = decide(request.mode, request.question, doc_tokens, room, effective_room, request.truncate)
         if not exact:  # say so: the count in the reason is an estimate, not a tokenization
-            route = replace(
-                route,
-                reason=route.reason.replace(
-                    f"document {doc_tokens:,} tokens", f"document about {doc_tokens:,} tokens (estimated)"
-                ),
-            )
-
-        attempts: list[dict[str, Any]] = []
-        citations: list[dict[str, Any]]
-        truncated = False
-        extra: dict[str, Any] = {}
-        partials: list[dict[str, Any]] = []
+            route = replace(route, reason=route.reason.replace(
+                f"document {doc_tokens:,} tokens", f"document about {doc_tokens:,} tokens (estimated)"))  # fmt: skip
+        sections = prompts = None
         if route.route == "map-reduce":
-            mr_plan, prompts = self._map_reduce_plan(documents, question, history, template, budget, mode,
-                                                     max_map_calls)  # fmt: skip
-            route = cap_map_calls(route, mode, mr_plan.map_calls, max_map_calls)
+            sections, prompts = self._plan_map_reduce(request)
+            route = cap_map_calls(route, request.mode, sections.map_calls, request.max_map_calls)
             if route.route == "map-reduce":
-                result = self._map_reduce(mr_plan, prompts, question, budget, usage, on_text, progress)
-                text, partials, extra = result.text, result.partials, result.usage()
-                citations = [s.citation() for s in result.cited]
-                route = Route(route.route, f"{route.reason} in {mr_plan.describe()}; {result.summary()}")
-        if route.route == "rag":  # only RAG needs the index: long-context questions never pay for embedding
-            loaded = self._load_s
-            index_start = time.perf_counter()
-            index = self.index(documents, progress=progress)
-            usage.add_time("index", time.perf_counter() - index_start - (self._load_s - loaded))
-            decline = mode == "self-route"
-            text, citations, note = self._rag(
-                index, question, history, k, method, room, budget, template, decline, usage, on_text
-            )
-            if note:
-                route = Route(route.route, f"{route.reason}; {note}")
-            second = fallback(text, doc_tokens, room) if decline else None
-            if decline and second is None and on_text and text:  # held back in case of a fallback; it stands
-                on_text(text)
-            if second is not None:
-                attempts.append({"route": "rag", "answer": text, "citations": citations})
-                route = second
-        if route.route == "long":
-            context = full_context
-            if route.truncate and doc_tokens > room:
-                context = self._truncate_middle(context, room)
-                truncated = True
-            prompt = self._prompt(context, question, history, template, False)
-            prefix = prompt.text[: prompt.context_chars]  # shared by every question on this document
-            gen = generator.generate(prompt.text, budget, prompt.stop, on_text, prefix=prefix)
-            usage.add(gen)
-            text = gen.text
-            citations = [
-                {
-                    "doc": d.name,
-                    "lines": [1, d.text.count("\n") + 1],
-                    "chunk": None,
-                    "pages": [1, len(d.pages)] if d.pages else None,
-                }  # fmt: skip
-                for d in documents
-            ]
-        usage.seconds["load"] = self._load_s
-        usage.seconds["total"] = time.perf_counter() - start
-        return Answer(
-            answer=text,
-            route=route.route,
-            reason=route.reason,
-            mode=mode,
-            question=question,
-            citations=citations,
-            usage={
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "cached_tokens": usage.cached_tokens,
-                "document_tokens": doc_tokens,
-                "seconds": {k: round(v, 4) for k, v in usage.seconds.items()},
-                **extra,
-            },
-            attempts=attempts,
-            truncated=truncated,
-            partials=partials,
-        )
+                route = Route(route.route, f"{route.reason} in {sections.describe()}")
+            else:
+                sections = prompts = None
+        return Plan(route, doc_tokens, room, context, frame, decline_frame, sections, prompts)
 
-    def chunks(self, documents: list[Document]) -> list[Chunk]:
-        """The index's chunks (same ids and line ranges as RAG cites), without embedding anything: chunking is
-        deterministic in the tokenizer and chunk settings, so this is exactly what the index holds. Kept per
-        content, so the same text under another name (eval samples) is not chunked again."""
-        cfg = self.config.chunking
-        key = hashlib.sha256(json.dumps([[d.sha256 for d in documents], vars(cfg), self.tokenizer.id])
-                             .encode()).hexdigest()  # fmt: skip
-        if key not in self._chunk_lists:
-            built = next((i for i in self._indexes.values() if _same_docs(i, documents)
-                          and i.manifest["chunking"] == vars(cfg)), None)  # fmt: skip
-            self._chunk_lists[key] = built.chunks if built is not None else chunk_documents(
-                documents, self.tokenizer.count, cfg.chunk_tokens, cfg.overlap_tokens)  # fmt: skip
-        names = [d.name for d in documents]
-        return [c if c.doc_name == names[c.doc] else replace(c, doc_name=names[c.doc]) for c in self._chunk_lists[key]]
+    def execute(self, request: Request, plan: Plan, timer: Timer,
+                on_text: OnText = None) -> tuple[Route, Reply, list[dict[str, Any]]]:  # fmt: skip
+        """Take the planned route; Self-Route's RAG answer is held back, and replaced by long context when it
+        declined and the document fits (else it stands, and is shown then)."""
+        route, attempts = plan.route, []
+        decline = request.mode == "self-route" and route.route == "rag"
+        timer.show(f"{route.route}: {route.reason}")
+        reply = ROUTES[route.route](self, request, plan, timer, None if decline else on_text, decline)
+        if reply.note:
+            route = Route(route.route, f"{route.reason}; {reply.note}", route.truncate)
+        if decline:
+            second = fallback(reply.text, plan.doc_tokens, plan.room)
+            if second is None:
+                if on_text and reply.text:
+                    timer.quiet()
+                    on_text(reply.text)
+            else:
+                attempts.append({"route": "rag", "answer": reply.text, "citations": reply.citations})
+                first, route = reply, second
+                reply = ROUTES[route.route](self, request, plan, timer, on_text, False)
+                reply.prompt_tokens += first.prompt_tokens
+                reply.completion_tokens += first.completion_tokens
+                reply.cached_tokens += first.cached_tokens
+        return route, reply, attempts
 
-    def _map_reduce_plan(self, documents: list[Document], question: str, history: list[Message],
-                         template: str | None, budget: int, mode: str,
-                         max_map_calls: int | None) -> tuple[mapreduce.Plan, MapReducePrompts]:  # fmt: skip
-        """Sections and worst-case calls, before any generation; a forced map-reduce over the cap is refused
-        here (``auto`` gets the plan and falls back to RAG itself)."""
-        cfg, gen = self.config, self.generator
-        fmt = cfg.generator.prompt_format
-        prompts = MapReducePrompts(fmt, gen.render_chat if fmt == "chat" else None, history, template, self._stop)
-        effective = cfg.generator.effective_window
-        window = min(effective, gen.context_window) if effective else gen.context_window  # 0: trusts no length
-        map_overhead, reduce_overhead = mapreduce.overheads(prompts, self.tokenizer.count, question)
-        mr = cfg.mapreduce
-        the_plan = mapreduce.plan(
-            self.chunks(documents), self.tokenizer.count, window=window, map_overhead=map_overhead,
-            reduce_overhead=reduce_overhead, map_budget=mr.map_max_new_tokens, reduce_budget=mr.reduce_max_new_tokens,
-            answer_budget=budget, section_tokens=mr.section_tokens,
-            max_map_calls=max_map_calls if mode == "map-reduce" else None,
-        )  # fmt: skip
-        return the_plan, prompts
-
-    def _map_reduce(
-        self,
-        the_plan: mapreduce.Plan,
-        prompts: MapReducePrompts,
-        question: str,
-        budget: int,
-        usage: _Usage,
-        on_text: Callable[[str], None] | None,
-        progress: bool,
-    ) -> mapreduce.Result:
-        from chatqa.progress import bar
-
-        mr = self.config.mapreduce
-        with bar(progress, the_plan.map_calls, "map-reduce: map calls") as advance:
-            result = mapreduce.run(
-                self.generator, the_plan, question, prompts, map_budget=mr.map_max_new_tokens,
-                reduce_budget=mr.reduce_max_new_tokens, answer_budget=budget, count=self.tokenizer.count,
-                on_map=lambda done, total: advance(f"section {done}/{total}"), on_text=on_text,
-            )  # fmt: skip
-        for name, stage in result.stages.items():
-            usage.prompt_tokens += stage.prompt_tokens
-            usage.completion_tokens += stage.completion_tokens
-            usage.cached_tokens += stage.cached_tokens
-            usage.add_time("prefill", stage.prefill_s)
-            usage.add_time("decode", stage.decode_s)
-            usage.add_time(name, stage.seconds)
-        return result
-
-    def retrieve(self, index: DocIndex, query: str, k: int | None = None, method: str | None = None) -> list[Hit]:
-        cfg = self.config.retrieval
-        embed = self.embedder.embed_query if (method or cfg.method) != "bm25" else None
-        return search(index, query, k or cfg.top_k, method or cfg.method, embed, cfg.rrf_k)
-
-    def _rag(
-        self,
-        index: DocIndex,
-        question: str,
-        history: list[Message],
-        k: int,
-        method: str,
-        room: int,
-        budget: int,
-        template: str | None,
-        decline: bool,
-        usage: _Usage,
-        on_text: Callable[[str], None] | None,
-    ) -> tuple[str, list[dict[str, Any]], str]:
-        query = retrieval_query(question, history, self.config.retrieval.history_turns)
-        loaded, t0 = self._load_s, time.perf_counter()
-        hits = self.retrieve(index, query, k, method)  # may load the retriever when the index came from disk
-        usage.add_time("retrieve", time.perf_counter() - t0 - (self._load_s - loaded))
-        chunks = sorted((h.chunk for h in hits), key=lambda c: c.id)  # document order (OP-RAG)
-        note = ""
-        while len(chunks) > 1 and sum(c.n_tokens for c in chunks) > room:
-            worst = min(hits, key=lambda h: h.score)  # drop the weakest hit until the context fits
-            hits.remove(worst)
-            chunks = [c for c in chunks if c.id != worst.chunk.id]
-            note = f"top-k reduced to {len(chunks)} to fit the window"
-        prompt = self._prompt(format_chunks(chunks), question, history, template, decline)
-        gen = self.generator.generate(prompt.text, budget, prompt.stop, None if decline else on_text)
-        usage.add(gen)
-        score = {h.chunk.id: h.score for h in hits}
-        return gen.text, [_cite(c, score[c.id]) for c in chunks], note
-
-    def _prompt(
-        self, context: str, question: str, history: list[Message], template: str | None, decline: bool
-    ) -> Prompt:
-        if template:
-            prompt = fill_template(template, context, f"{question}\n{DECLINE}" if decline else question)
+    # -- prompts, token counts, map-reduce sections --------------------------------------------------
+    def _frame(self, request: Request, decline: bool) -> Frame:
+        question = f"{request.question}\n{DECLINE}" if decline and request.template else request.question
+        if request.template:
+            prompt = fill_template(request.template, PLACE, question)
         else:
             fmt = self.config.generator.prompt_format
             render = self.generator.render_chat if fmt == "chat" else None
-            prompt = build_prompt(fmt, context, question, history, decline, render)
-        prompt.stop.extend(s for s in self._stop if s not in prompt.stop)
-        return prompt
-
-    def _overhead(self, question: str, history: list[Message], template: str | None) -> int:
-        # Self-Route's decline sentence is the longest variant; counting it keeps every variant inside.
-        return self.tokenizer.count(self._prompt("", question, history, template, True).text) + 8
+            prompt = build_prompt(fmt, PLACE, question, list(request.history), decline, render)
+        return Frame.around(prompt, request.stop)
 
     def _document_tokens(self, text: str, room: int) -> tuple[int, bool]:
         """(tokens, exact). Tokenizing grows faster than linearly with length (a 5 MB text took minutes), yet
@@ -447,15 +394,147 @@ class ChatQA:
             self._doc_tokens[key] = self.tokenizer.count(text)
         return self._doc_tokens[key]
 
-    def _truncate_middle(self, text: str, room: int) -> str:
-        """InfiniteBench's convention: keep the first and last halves of the budget, cut the middle."""
-        ids = self.tokenizer.encode(text)
-        half = room // 2
-        return self.tokenizer.decode(ids[:half]) + self.tokenizer.decode(ids[len(ids) - (room - half) :])
+    def _plan_map_reduce(self, request: Request) -> tuple[mapreduce.Plan, MapReducePrompts]:
+        """Sections on the index's chunk boundaries, sized to the effective window (the nominal one when
+        uncalibrated or trusting no length); a forced map-reduce over ``--max-map-calls`` is refused here."""
+        cfg, gen = self.config, self.generator
+        fmt = cfg.generator.prompt_format
+        prompts = MapReducePrompts(fmt, gen.render_chat if fmt == "chat" else None, list(request.history),
+                                   request.template, list(request.stop))  # fmt: skip
+        effective = cfg.generator.effective_window
+        window = min(effective, gen.context_window) if effective else gen.context_window  # 0: trusts no length
+        map_overhead, reduce_overhead = mapreduce.overheads(prompts, self.tokenizer.count, request.question)
+        mr = cfg.mapreduce
+        sections = mapreduce.plan(
+            self.chunks(request.documents), self.tokenizer.count, window=window, map_overhead=map_overhead,
+            reduce_overhead=reduce_overhead, map_budget=mr.map_max_new_tokens, reduce_budget=mr.reduce_max_new_tokens,
+            answer_budget=request.budget, section_tokens=mr.section_tokens,
+            max_map_calls=request.max_map_calls if request.mode == "map-reduce" else None,
+        )  # fmt: skip
+        return sections, prompts
 
     def close(self) -> None:
         if self._generator is not None:
             self._generator.close()
+
+
+# -- routes: each turns a request and its plan into a reply ---------------------------------------------
+def answer_rag(qa: ChatQA, request: Request, plan: Plan, timer: Timer, on_text: OnText, decline: bool) -> Reply:
+    """Top-k chunks in document order (OP-RAG), the weakest dropped until they fit the room. Only this route
+    needs the index: long-context questions never pay for embedding."""
+
+    def load_embedder() -> Any:
+        return qa._loaded("embedder", timer)
+
+    with timer.stage("index"):
+        index = qa._index(request.documents, progress=request.progress, embedder=load_embedder)
+    query = retrieval_query(request.question, request.history, qa.config.retrieval.history_turns)
+    with timer.stage("retrieve"):
+        if request.method != "bm25":  # an index from disk may not have loaded the retriever yet
+            load_embedder()
+        hits = qa.retrieve(index, query, request.top_k, request.method)
+    chunks = sorted((h.chunk for h in hits), key=lambda c: c.id)  # document order (OP-RAG)
+    note = ""
+    while len(chunks) > 1 and sum(c.n_tokens for c in chunks) > plan.room:
+        worst = min(hits, key=lambda h: h.score)  # drop the weakest hit until the context fits
+        hits.remove(worst)
+        chunks = [c for c in chunks if c.id != worst.chunk.id]
+        note = f"top-k reduced to {len(chunks)} to fit the window"
+    prompt = (plan.decline_frame if decline else plan.frame).fill(format_chunks(chunks))
+    _reading(qa, timer, prompt.text)
+    gen = qa.generator.generate(prompt.text, request.budget, prompt.stop, on_text)
+    score = {h.chunk.id: h.score for h in hits}
+    reply = Reply(gen.text, [_cite(c, score[c.id]) for c in chunks], prompt.text, note=note)
+    reply.count(gen, timer)
+    return reply
+
+
+def answer_long(qa: ChatQA, request: Request, plan: Plan, timer: Timer, on_text: OnText, decline: bool) -> Reply:
+    """The whole document (its middle cut when asked and needed); its KV state is a prefix shared by every
+    question on the document."""
+    context, truncated = plan.context, False
+    if plan.route.truncate and plan.doc_tokens > plan.room:
+        tok, half = qa.tokenizer, plan.room // 2
+        kept = truncate_middle(tok.encode(context), plan.room)
+        context, truncated = tok.decode(kept[:half]) + tok.decode(kept[half:]), True
+    prompt = plan.frame.fill(context)
+    _reading(qa, timer, prompt.text)
+    gen = qa.generator.generate(prompt.text, request.budget, prompt.stop, on_text,
+                                prefix=prompt.text[: prompt.context_chars])  # fmt: skip
+    whole = [{"doc": d.name, "lines": [1, d.text.count("\n") + 1], "chunk": None,
+              "pages": [1, len(d.pages)] if d.pages else None} for d in request.documents]  # fmt: skip
+    reply = Reply(gen.text, whole, prompt.text, truncated=truncated)
+    reply.count(gen, timer)
+    return reply
+
+
+def answer_map_reduce(qa: ChatQA, request: Request, plan: Plan, timer: Timer, on_text: OnText,
+                      decline: bool) -> Reply:  # fmt: skip
+    """Every section asked in document order (map), the answers combined until one remains (reduce); the
+    sections' KV prefixes are kept for the next question (chatqa.mapreduce)."""
+    from chatqa.progress import bar
+
+    sections, prompts, mr = plan.map_reduce, plan.map_reduce_prompts, qa.config.mapreduce
+    assert sections is not None and prompts is not None  # ChatQA.plan makes both when the route is map-reduce
+    timer.quiet()  # the map calls get a bar of their own
+    with bar(request.progress, sections.map_calls, "map-reduce: map calls") as advance:
+        result = mapreduce.run(
+            qa.generator, sections, request.question, prompts, map_budget=mr.map_max_new_tokens,
+            reduce_budget=mr.reduce_max_new_tokens, answer_budget=request.budget, count=qa.tokenizer.count,
+            on_map=lambda done, total: advance(f"section {done}/{total}"), on_text=on_text,
+        )  # fmt: skip
+    reply = Reply(result.text, [s.citation() for s in result.cited], result.final_prompt, note=result.summary(),
+                  usage=result.usage(), partials=result.partials)  # fmt: skip
+    for name, stage in result.stages.items():
+        reply.prompt_tokens += stage.prompt_tokens
+        reply.completion_tokens += stage.completion_tokens
+        reply.cached_tokens += stage.cached_tokens
+        timer.add("prefill", stage.prefill_s)
+        timer.add("decode", stage.decode_s)
+        timer.add(name, stage.seconds)
+    return reply
+
+
+RouteFn = Callable[[ChatQA, Request, Plan, Timer, OnText, bool], Reply]
+ROUTES: dict[str, RouteFn] = {"rag": answer_rag, "long": answer_long, "map-reduce": answer_map_reduce}
+
+
+def _answer(request: Request, plan: Plan, route: Route, reply: Reply, attempts: list[dict[str, Any]],
+            timer: Timer) -> Answer:  # fmt: skip
+    seconds = {k: v for k, v in timer.seconds.items() if k != "load"}
+    seconds["load"] = timer.seconds.get("load", 0.0)
+    seconds["total"] = timer.total()
+    return Answer(
+        answer=reply.text,
+        route=route.route,
+        reason=route.reason,
+        mode=request.mode,
+        question=request.question,
+        citations=reply.citations,
+        usage={
+            "prompt_tokens": reply.prompt_tokens,
+            "completion_tokens": reply.completion_tokens,
+            "cached_tokens": reply.cached_tokens,
+            "document_tokens": plan.doc_tokens,
+            "seconds": {k: round(v, 4) for k, v in seconds.items()},
+            **reply.usage,
+        },
+        attempts=attempts,
+        truncated=reply.truncated,
+        partials=reply.partials,
+        prompt_sha256=hashlib.sha256(reply.prompt.encode("utf-8")).hexdigest(),
+    )
+
+
+def _stages() -> Any:
+    from chatqa.progress import Stages
+
+    return Stages()
+
+
+def _reading(qa: ChatQA, timer: Timer, prompt: str) -> None:
+    if timer.stages is not None:  # counting costs a tokenization: only for a person watching
+        timer.show(f"reading {qa.tokenizer.count(prompt):,} prompt tokens")
 
 
 def _cite(chunk: Chunk, score: float) -> dict[str, Any]:
@@ -468,7 +547,7 @@ def _cite(chunk: Chunk, score: float) -> dict[str, Any]:
     }
 
 
-def _same_docs(index: DocIndex, docs: list[Document]) -> bool:
+def _same_docs(index: DocIndex, docs: Sequence[Document]) -> bool:
     return [d["sha256"] for d in index.manifest["documents"]] == [d.sha256 for d in docs]
 
 

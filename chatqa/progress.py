@@ -13,6 +13,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from chatqa.weights import offline
 
@@ -55,6 +56,30 @@ def quiet_libraries() -> None:
             llama_cpp.llama_log_set(_callback, ctypes.c_void_p())
         except (ImportError, AttributeError):  # pragma: no cover
             pass
+
+
+class Stages:
+    """What a person sees on a terminal while an answer is prepared: one spinner line on stderr naming the
+    stage under way (loading the model, indexing, retrieving, reading N prompt tokens), replaced as stages
+    change and gone before the answer streams. Never used off a terminal or with ``--json``."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self._status: Any = None
+
+    def show(self, text: str) -> None:
+        if self._status is None:
+            self._status = self.console.status(text, spinner="dots")
+            self._status.start()
+        else:
+            self._status.update(text)
+
+    def stop(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
 
 
 @contextlib.contextmanager

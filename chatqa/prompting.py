@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from chatqa.chunking import Chunk
 
@@ -21,6 +22,8 @@ SHORT_ANSWER = "Answer the following question with a short span."
 DECLINE = 'If the context does not contain the answer, reply with the single word "unanswerable".'
 
 Message = dict[str, str]
+T = TypeVar("T")
+PLACE = "\x00chatqa:context\x00"  # where a frame's context goes: no document, question or template holds NULs
 
 
 @dataclass
@@ -28,6 +31,46 @@ class Prompt:
     text: str
     stop: list[str] = field(default_factory=list)
     context_chars: int = 0  # the prefix that is the same for every question on this context
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A prompt built once around a placeholder for its context, then filled by each route.
+
+    The prompt's own tokens (everything but the context) decide how much document fits, so a question needs
+    the frame before it knows its context; filling it is string concatenation, so measuring and answering
+    read the same text without building the prompt twice."""
+
+    parts: tuple[str, ...]  # the prompt split at the context's place(s)
+    stop: tuple[str, ...]
+    after: int | None  # characters after the context that still belong to the shared prefix; None: no prefix
+
+    @classmethod
+    def around(cls, prompt: Prompt, extra_stop: Sequence[str] = ()) -> Frame:
+        """``prompt`` built with :data:`PLACE` as its context (any format, or a benchmark's template)."""
+        parts = tuple(prompt.text.split(PLACE))
+        after = prompt.context_chars - len(parts[0]) - len(PLACE) if len(parts) > 1 else None
+        return cls(parts, tuple(dict.fromkeys([*prompt.stop, *extra_stop])), after)
+
+    def fill(self, context: str) -> Prompt:
+        prefix = 0 if self.after is None else len(self.parts[0]) + len(context) + self.after
+        return Prompt(context.join(self.parts), list(self.stop), prefix)
+
+
+def truncate_middle(tokens: Sequence[T], max_len: int) -> list[T]:
+    """InfiniteBench's middle truncation: the question sits at both ends of its prompts, so keep both ends.
+    The one cut used by ``--truncate middle`` and by the benchmark templates.
+
+    Same slicing as ``truncate_input`` in the official ``eval_utils.py``: ``[: max_len // 2]`` plus
+    ``[-max_len // 2 :]``, i.e. floor(max_len / 2) head and ceil(max_len / 2) tail tokens.
+    """
+    if max_len <= 0:
+        # The official slice would return the whole input for 0 (``x[-0:]``); refuse instead.
+        raise ValueError(f"max_len must be positive, got {max_len}")
+    items = list(tokens)
+    if len(items) <= max_len:
+        return items
+    return items[: max_len // 2] + items[-max_len // 2 :]
 
 
 def format_chunks(chunks: Sequence[Chunk]) -> str:

@@ -39,11 +39,10 @@ class FakeGenerator(Generator):
 @pytest.fixture
 def fake_qa(qa, home):
     def make(answers: Sequence[str], window: int = 32768, effective: int | None = None) -> tuple[ChatQA, FakeGenerator]:
-        new = ChatQA(qa.config.replace())  # a copy: the shipped profile carries a calibrated effective window
-        new.config.generator.effective_window = effective
-        new._tokenizer, new._embedder = qa.tokenizer, qa.embedder
-        new._generator = FakeGenerator(qa.tokenizer, answers, window)
-        return new, new._generator
+        config = qa.config.replace()  # a copy: the shipped profile carries a calibrated effective window
+        config.generator.effective_window = effective
+        gen = FakeGenerator(qa.tokenizer, answers, window)
+        return ChatQA(config, generator=gen, tokenizer=qa.tokenizer, embedder=qa.embedder), gen
 
     return make
 
@@ -172,9 +171,9 @@ def test_two_threads_never_generate_at_once_on_one_instance(fake_qa) -> None:
     """Issue 11 item 1 (llama.cpp aborted with GGML_ASSERT): calls on one instance are serialised by its lock."""
     import threading
 
-    qa, _ = fake_qa(["unused"])
-    gen = SlowFakeGenerator(qa.tokenizer, ["a", "b"])
-    qa._generator = gen
+    base, _ = fake_qa(["unused"])
+    gen = SlowFakeGenerator(base.tokenizer, ["a", "b"])
+    qa = ChatQA(base.config, generator=gen, embedder=base.embedder)
     answers: list[str] = []
     threads = [threading.Thread(target=lambda: answers.append(qa.ask("Who?", docs=[SAMPLE], mode="long").answer))
                for _ in range(2)]  # fmt: skip

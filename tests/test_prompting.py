@@ -62,3 +62,36 @@ def test_benchmark_templates_fill_context_and_input() -> None:
     p = fill_template("Read {context}\nQ: {input}\nA:", "DOC", "why?")
     assert p.text == "Read DOC\nQ: why?\nA:"
     assert p.text[: p.context_chars] == "Read DOC"
+
+
+@pytest.mark.parametrize("fmt", ["chatqa", "completion", "chat"])
+@pytest.mark.parametrize("decline", [False, True])
+def test_a_frame_filled_is_the_prompt_built_with_its_context(fmt: str, decline: bool) -> None:
+    """The pipeline builds each prompt once around a placeholder and fills it: the text, stops and shared
+    prefix must be exactly what building it with the context gives (the room is measured on the frame)."""
+    from chatqa.prompting import PLACE, Frame
+
+    def render(messages: list[dict[str, str]]) -> str:  # a chat template's shape, for the chat format
+        return "".join(f"<|{m['role']}|>\n{m['content']}<|end|>\n" for m in messages) + "<|assistant|>\n"
+
+    history = [{"role": "user", "content": "Who built it?"}, {"role": "assistant", "content": "Wrenfield."}]
+    render_chat = render if fmt == "chat" else None
+    frame = Frame.around(build_prompt(fmt, PLACE, "And when?", history, decline, render_chat), ["</s>"])
+    for context in ["The canal opened in 1794.\n\nIt closed in 1921.", ""]:
+        built = build_prompt(fmt, context, "And when?", history, decline, render_chat)
+        filled = frame.fill(context)
+        assert filled.text == built.text
+        assert filled.stop == [*built.stop, "</s>"]
+        if context:
+            assert filled.context_chars == built.context_chars
+
+
+def test_a_template_frame_fills_every_context_placeholder_and_keeps_its_prefix() -> None:
+    from chatqa.prompting import PLACE, Frame
+
+    template = "Read:\n{context}\nQ: {input}\nA:"
+    frame = Frame.around(fill_template(template, PLACE, "q {context}"))
+    assert frame.fill("doc").text == fill_template(template, "doc", "q {context}").text
+    assert frame.fill("doc").context_chars == fill_template(template, "doc", "q").context_chars
+    no_context = Frame.around(fill_template("Q: {input}", PLACE, "q"))
+    assert no_context.fill("doc").text == "Q: q" and no_context.fill("doc").context_chars == 0

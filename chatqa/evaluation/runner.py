@@ -9,20 +9,20 @@ not the model. Identical prompts are generated once per sample.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chatqa.config import Config
 from chatqa.errors import ChatQAError, ContextTooLongError, InputError
 from chatqa.evaluation import rundir
 from chatqa.evaluation import suites as st
 from chatqa.evaluation.metrics import score as score_metric
 from chatqa.evaluation.report import write_report
 from chatqa.executors import Executor, LocalExecutor, Work
+from chatqa.generation import CachingGenerator, Generation, Generator
 from chatqa.progress import bar
 from chatqa.routing import MODES
 
@@ -38,40 +38,19 @@ class RunResult:
     skipped: int  # (sample, mode) pairs found done in rows.jsonl
 
 
-class GenerationCache:
-    """Wraps ``generator.generate``: ``auto``/``self-route`` answers that route like ``long``/``rag`` reuse that
-    generation (same prompt and budget, greedy decoding) instead of paying for it again."""
+class GenerationCache(CachingGenerator):
+    """The pipeline's generator during a run (passed in, never patched): ``auto``/``self-route`` answers that
+    route like ``long``/``rag`` reuse that generation (same prompt and budget, greedy decoding) instead of
+    paying for it again; a resumed run's rows seed it with what the interrupted one generated."""
 
-    def __init__(self, generator: Any, rows: Sequence[dict[str, Any]] = ()) -> None:
-        from chatqa.generation import Generation
-
-        self.generator, self.entries, self.calls = generator, {}, []
-        for r in rows:  # a resumed run reuses what the interrupted one generated
+    def __init__(self, generator: Generator, rows: Sequence[dict[str, Any]] = ()) -> None:
+        super().__init__(generator)
+        for r in rows:
             if r.get("prompt_key") and r["prompt_key"] not in self.entries:
                 s = r["seconds"]
                 gen = Generation(r["prediction"], r["input_tokens"], r["output_tokens"], s["prefill"], s["decode"],
                                  cached_tokens=r["cached_tokens"])  # fmt: skip
                 self.entries[r["prompt_key"]] = {"gen": gen, "seconds": s, "route": r["route"]}
-
-    def __enter__(self) -> GenerationCache:
-        self.original = self.generator.generate
-        self.generator.generate = self
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        del self.generator.generate  # the instance attribute shadowed the method
-
-    def __call__(self, prompt: str, max_new_tokens: int, stop: Sequence[str] = (), on_text: Any = None,
-                 **kw: Any) -> Any:  # fmt: skip
-        key = hashlib.sha256(json.dumps([prompt, max_new_tokens, list(stop)]).encode()).hexdigest()[:24]
-        entry = self.entries.get(key)
-        if entry is None:
-            gen = self.original(prompt, max_new_tokens, stop, on_text, **kw)  # kw: e.g. the KV-cache prefix
-            entry = self.entries[key] = {"gen": gen, "seconds": None, "route": None}
-            self.calls.append((key, None))
-        else:
-            self.calls.append((key, entry))
-        return entry["gen"]
 
 
 def one_line(exc: BaseException) -> str:
@@ -84,7 +63,7 @@ def _answer_fields(ans: Any, cache: GenerationCache) -> dict[str, Any]:
     seconds = {k: round(float(s.get(k, 0.0)), 4) for k in SECONDS}
     seconds["total"] = round(max(0.0, s["total"] - s.get("load", 0.0)), 4)  # loading models is the run's cost
     hits = [e for _, e in cache.calls if e is not None]
-    if len(hits) == len(cache.calls) == 1 and hits[0]["route"] == ans.route and hits[0]["seconds"]:
+    if len(hits) == len(cache.calls) == 1 and hits[0].get("route") == ans.route and hits[0].get("seconds"):
         seconds = dict(hits[0]["seconds"])  # the same answer by the same route: it costs what it cost then
     else:  # reused generation(s) (e.g. long = rag on a one-chunk document): own retrieval, their generation time
         seconds["total"] = round(seconds["total"] + sum(e["gen"].prefill_s + e["gen"].decode_s for e in hits), 4)
@@ -156,8 +135,9 @@ def run_sample(qa: Any, item: tuple[Any, list[str], list[dict[str, Any]]], share
     ``long``/``rag`` generation of the same sample (a resumed run's rows of the sample seed that reuse)."""
     sample, modes, done_rows = item
     spec, ask = shared
-    with GenerationCache(qa.generator, done_rows) as cache:
-        return [run_one(qa, spec, sample, mode, cache, ask) for mode in modes]
+    cache = GenerationCache(qa.generator, done_rows)
+    cached = qa.with_generator(cache)
+    return [run_one(cached, spec, sample, mode, cache, ask) for mode in modes]
 
 
 def _works(spec: st.Suite, todo: list[tuple[Any, str]], done_rows: list[dict[str, Any]], ask: dict) -> list[Work]:
@@ -229,11 +209,10 @@ def run_suite(
     written here only, so resume works the same."""
     spec = suite if isinstance(suite, st.Suite) else st.load_suite(suite)
     modes = list(dict.fromkeys(modes))
-    bad = [m for m in modes if m not in MODES]
-    if bad or not modes:
-        raise InputError(f"unknown mode '{(bad or [''])[0]}' (choose from {', '.join(MODES)})")
-    if truncate not in (None, "middle"):
-        raise InputError(f"unknown truncation '{truncate}' (only 'middle')")
+    if not modes:
+        raise InputError(f"no mode given (choose from {', '.join(MODES)})")
+    for mode in modes:  # the config layer's checks and messages, as for `chatqa ask --mode`
+        Config().with_options(**{"routing.mode": mode, "routing.truncate": truncate})
     if limit is not None and limit < 1:
         raise InputError("--limit must be at least 1")
     lengths = st.parse_lengths(lengths) if lengths else None

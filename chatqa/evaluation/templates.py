@@ -19,12 +19,10 @@ the combination, and every run records it.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Mapping
 
 from chatqa.evaluation.samples import Sample
-
-T = TypeVar("T")
+from chatqa.prompting import truncate_middle  # noqa: F401 - the one middle cut, re-exported for benchmarks
 
 _RETRIEVE_INTRO = "There is an important info hidden inside a lot of irrelevant text."
 _QUIZ = "I will quiz you about the important information there."
@@ -151,21 +149,6 @@ def fill(template: str, fields: Mapping[str, str]) -> str:
     ``fields`` stay as they are (so ``{context}`` can be left open for the pipeline), and text inserted for
     one placeholder is never scanned for another."""
     return _PLACEHOLDER.sub(lambda m: str(fields[m.group(1)]) if m.group(1) in fields else m.group(0), template)
-
-
-def truncate_middle(tokens: Sequence[T], max_len: int) -> list[T]:
-    """InfiniteBench's middle truncation: the question sits at both ends of its prompts, so keep both ends.
-
-    Same slicing as ``truncate_input`` in the official ``eval_utils.py``: ``[: max_len // 2]`` plus
-    ``[-max_len // 2 :]``, i.e. floor(max_len / 2) head and ceil(max_len / 2) tail tokens.
-    """
-    if max_len <= 0:
-        # The official slice would return the whole input for 0 (``x[-0:]``); refuse instead.
-        raise ValueError(f"max_len must be positive, got {max_len}")
-    items = list(tokens)
-    if len(items) <= max_len:
-        return items
-    return items[: max_len // 2] + items[-max_len // 2 :]
 
 
 def math_find_prefix(question: str) -> str:

@@ -7,11 +7,14 @@ generate greedily with stop strings, timing prefill and decode separately.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from chatqa.config import GeneratorConfig
 from chatqa.errors import ConfigError, ContextTooLongError
@@ -95,8 +98,66 @@ def load_tokenizer(config: GeneratorConfig) -> Tokenizer:
     return _backend(config).load_tokenizer(config)
 
 
-def load_generator(config: GeneratorConfig, tokenizer: Tokenizer | None = None) -> Generator:
-    return _backend(config).load_generator(config, tokenizer)
+def load_generator(
+    config: GeneratorConfig, tokenizer: Tokenizer | None = None, state_dir: Path | None = None
+) -> Generator:
+    """``state_dir``: where a backend may keep state across processes (llama.cpp attaches its own store of
+    document prefixes' KV states there, see :mod:`chatqa.kvcache`); backends without such state ignore it."""
+    return _backend(config).load_generator(config, tokenizer, state_dir=state_dir)
+
+
+class CachingGenerator(Generator):
+    """A generator that answers a repeated call (same prompt, budget and stop strings; decoding is greedy)
+    from memory, as lm-evaluation-harness's ``CachingLM`` wraps an ``LM``: the eval runner passes one to
+    :class:`~chatqa.pipeline.ChatQA` so an ``auto`` answer that routes like ``long`` reuses that generation.
+
+    ``entries`` maps :meth:`key` to ``{"gen": Generation, ...}`` (callers attach what they need to it);
+    ``calls`` lists this wrapper's calls since the caller last emptied it: the key, and the entry on a hit."""
+
+    def __init__(self, inner: Generator) -> None:
+        self.inner = inner
+        self.config = inner.config
+        self.tokenizer = inner.tokenizer
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.calls: list[tuple[str, dict[str, Any] | None]] = []
+
+    @staticmethod
+    def key(prompt: str, max_new_tokens: int, stop: Sequence[str]) -> str:
+        return hashlib.sha256(json.dumps([prompt, max_new_tokens, list(stop)]).encode()).hexdigest()[:24]
+
+    @property
+    def context_window(self) -> int:
+        return self.inner.context_window
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def generate(
+        self,
+        prompt: str,
+        max_new_tokens: int,
+        stop: Sequence[str] = (),
+        on_text: Callable[[str], None] | None = None,
+        prefix: str | None = None,
+    ) -> Generation:
+        key = self.key(prompt, max_new_tokens, stop)
+        entry = self.entries.get(key)
+        if entry is None:
+            gen = self.inner.generate(prompt, max_new_tokens, stop, on_text, prefix=prefix)
+            entry = self.entries[key] = {"gen": gen}
+            self.calls.append((key, None))
+        else:
+            if on_text and entry["gen"].text:
+                on_text(entry["gen"].text)
+            self.calls.append((key, entry))
+        return entry["gen"]
+
+    def render_chat(self, messages: list[dict[str, str]]) -> str:
+        return self.inner.render_chat(messages)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 class StopScanner:

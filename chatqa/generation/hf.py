@@ -232,5 +232,5 @@ def load_tokenizer(config: GeneratorConfig) -> HFTokenizer:
     return HFTokenizer(config)
 
 
-def load_generator(config: GeneratorConfig, tokenizer: object | None = None) -> HFGenerator:
+def load_generator(config: GeneratorConfig, tokenizer: object | None = None, state_dir: object = None) -> HFGenerator:
     return HFGenerator(config, tokenizer if isinstance(tokenizer, HFTokenizer) else None)

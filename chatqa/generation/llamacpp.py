@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from chatqa.config import GeneratorConfig
 from chatqa.errors import ModelLoadError
@@ -113,7 +114,7 @@ def llama_settings(threads: int, n_ctx: int) -> dict[str, object]:
 
 
 class LlamaCppGenerator(Generator):
-    kv_store: KVStore | None = None  # set by ChatQA; None keeps prefixes in memory only
+    kv_store: KVStore | None = None  # set by load_generator(state_dir=); None keeps prefixes in memory only
     kv_event: dict[str, object] | None = None  # what the store did on the last call (hit/miss, sizes, seconds)
 
     def __init__(self, config: GeneratorConfig, tokenizer: LlamaTokenizer | None = None) -> None:
@@ -253,5 +254,11 @@ def load_tokenizer(config: GeneratorConfig) -> LlamaTokenizer:
     return LlamaTokenizer(config)
 
 
-def load_generator(config: GeneratorConfig, tokenizer: object | None = None) -> LlamaCppGenerator:
-    return LlamaCppGenerator(config)
+def load_generator(
+    config: GeneratorConfig, tokenizer: object | None = None, state_dir: Path | None = None
+) -> LlamaCppGenerator:
+    """With ``state_dir``, the generator keeps document prefixes' KV states on disk there (its own store)."""
+    generator = LlamaCppGenerator(config)
+    if state_dir is not None:
+        generator.kv_store = KVStore(state_dir)
+    return generator

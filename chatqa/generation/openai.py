@@ -238,5 +238,7 @@ def load_tokenizer(config: GeneratorConfig) -> Tokenizer:
     return OpenAIGenerator(config).tokenizer
 
 
-def load_generator(config: GeneratorConfig, tokenizer: Tokenizer | None = None) -> OpenAIGenerator:
+def load_generator(
+    config: GeneratorConfig, tokenizer: Tokenizer | None = None, state_dir: object = None
+) -> OpenAIGenerator:
     return OpenAIGenerator(config, tokenizer)

@@ -108,9 +108,8 @@ def test_auto_routes_a_document_beyond_the_written_effective_window_to_rag(tmp_p
     assert 1024 < qa.tokenizer.count(doc.read_text()) < 32768 - 1000  # beyond 1K, inside the nominal window
 
     def ask(config) -> str:
-        new = ChatQA(config.replace(home=qa.config.home))
-        new._tokenizer, new._embedder = qa.tokenizer, qa.embedder
-        new._generator = FakeGenerator(qa.tokenizer, config.generator.context_window)
+        new = ChatQA(config.replace(home=qa.config.home), generator=FakeGenerator(qa.tokenizer,
+                     config.generator.context_window), embedder=qa.embedder)  # fmt: skip
         ans = new.ask("Who was the chief engineer of the canal?", docs=[doc], mode="auto")
         return f"{ans.route}: {ans.reason}"
 
