@@ -70,13 +70,15 @@ class Embedder:
             lo = nxt
         return out
 
-    def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """One call for all texts: sentence-transformers sorts them by length into batches, and the vectors
+        depend (in their last bits) on that batching. Its own "Batches" bar never shows: progress is chatqa's."""
         vectors = self.model.encode(
             list(texts),
             batch_size=self.config.batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
-            show_progress_bar=show_progress,
+            show_progress_bar=False,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
@@ -88,7 +90,11 @@ class Embedder:
             for w in self.windows(text):
                 windows.append(prefix + w)
                 owners.append(i)
-        vectors = self.encode(windows, show_progress)
+        if show_progress:
+            from chatqa.progress import stage
+
+            stage(f"indexing: embedding {len(windows):,} windows of {len(texts):,} chunks")
+        vectors = self.encode(windows)
         owner = np.asarray(owners, dtype=np.int64)
         if self.config.pooling == "mean":
             sums = np.zeros((len(texts), self.dim), dtype=np.float32)

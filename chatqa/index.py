@@ -311,6 +311,10 @@ def _build(
 ) -> DocIndex:
     final = home / key
     start = time.perf_counter()
+    if progress:
+        from chatqa.progress import stage
+
+        stage(f"indexing: chunking {sum(len(d.text) for d in docs):,} characters")
     chunks = chunk_documents(docs, tokenizer.count, config.chunking.chunk_tokens, config.chunking.overlap_tokens)
     chunked = time.perf_counter()
     model = embedder()
@@ -343,6 +347,12 @@ def _build(
         _swap(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if progress:
+        from chatqa.progress import say
+
+        took = time.perf_counter() - start
+        say(f"indexed {len(chunks):,} chunks, {stats['tokens']:,} tokens in {took:.1f}s "
+            f"({stats['tokens'] / max(took, 1e-9):,.0f} tokens/s)")  # fmt: skip
     return DocIndex(final, manifest, chunks, owners, index, bm25, built=True, stats=stats)
 
 

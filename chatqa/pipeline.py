@@ -265,6 +265,8 @@ class ChatQA:
         ``progress`` shows the stages on stderr (a terminal only)."""
         with self._lock:
             timer = Timer(_stages() if progress else None)
+            if progress and on_text is not None:  # the stage line goes before the answer streams
+                on_text = _after(timer.quiet, on_text)
             try:
                 request = self.request(question, docs, messages, mode=mode, top_k=top_k, retrieval=retrieval,
                                        truncate=truncate, max_new_tokens=max_new_tokens, template=template,
@@ -530,6 +532,19 @@ def _stages() -> Any:
     from chatqa.progress import Stages
 
     return Stages()
+
+
+def _after(first: Callable[[], None], on_text: Callable[[str], None]) -> Callable[[str], None]:
+    """``on_text`` that runs ``first`` once, before the first piece of text."""
+    done = [False]
+
+    def call(text: str) -> None:
+        if not done[0]:
+            done[0] = True
+            first()
+        on_text(text)
+
+    return call
 
 
 def _reading(qa: ChatQA, timer: Timer, prompt: str) -> None:

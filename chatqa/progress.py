@@ -19,6 +19,7 @@ from chatqa.weights import offline
 
 _callback = None  # keep a reference: llama.cpp holds only the C pointer
 _quieted = False
+_active: Stages | None = None  # the stage line on screen, if any: library code updates it through stage()/say()
 
 
 def interactive() -> bool:
@@ -70,16 +71,40 @@ class Stages:
         self._status: Any = None
 
     def show(self, text: str) -> None:
+        """Replace the stage line at once (not at the next tick: a stage can be over before it)."""
+        global _active
+        from rich.live import Live
+        from rich.spinner import Spinner
+
         if self._status is None:
-            self._status = self.console.status(text, spinner="dots")
+            self._status = Live(console=self.console, transient=True, refresh_per_second=10)
             self._status.start()
-        else:
-            self._status.update(text)
+        self._status.update(Spinner("dots", text=text), refresh=True)
+        _active = self
+
+    def say(self, text: str) -> None:
+        """A line that stays (what a finished stage did), printed above the stage line."""
+        self.console.print(text, style="dim", highlight=False, markup=False)
 
     def stop(self) -> None:
+        global _active
         if self._status is not None:
             self._status.stop()
             self._status = None
+        if _active is self:
+            _active = None
+
+
+def stage(text: str) -> None:
+    """Name the stage under way on the stage line, if one is on screen (a terminal); else nothing."""
+    if _active is not None:
+        _active.show(text)
+
+
+def say(text: str) -> None:
+    """A dim line that stays, if a stage line is on screen (a terminal); else nothing."""
+    if _active is not None:
+        _active.say(text)
 
 
 @contextlib.contextmanager
@@ -89,6 +114,8 @@ def bar(enabled: bool, total: int, label: str, transient: bool = True) -> Iterat
     if not enabled or total == 0:
         yield lambda _: None
         return
+    if _active is not None:  # one live display at a time: the bar replaces the stage line
+        _active.stop()
     from rich import progress as rp
     from rich.console import Console
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-LABELS = {"load": "loading models", "index": "indexing the documents", "retrieve": "retrieving passages"}
+LABELS = {"load": "loading the models", "index": "indexing the documents", "retrieve": "retrieving passages"}
 
 
 class Timer:
@@ -21,7 +21,7 @@ class Timer:
         self.stages = stages
         self.start = time.perf_counter()
         self.seconds: dict[str, float] = {}
-        self._open: list[list] = []  # [stage, since]: the innermost stage is the one being charged
+        self._open: list[list[Any]] = []  # [stage, since]: the innermost stage is the one being charged
 
     def add(self, stage: str, seconds: float) -> None:
         """Charge time measured elsewhere (the generator's own prefill and decode split)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -91,6 +92,22 @@ def _sections(citations: list[dict[str, Any]]) -> str:
     return text or "none (no section bore on the question)"
 
 
+def _printer() -> Callable[[str], None]:
+    """Streams the answer to stdout as it is generated, without the space a tokenizer puts before its first
+    word (the final answer is stripped too)."""
+    started = False
+
+    def show(text: str) -> None:
+        nonlocal started
+        if not started:
+            text = text.lstrip()
+            started = bool(text)
+        if text:
+            print(text, end="", flush=True)
+
+    return show
+
+
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="the question")],
@@ -112,10 +129,9 @@ def ask(
         raise ChatQAError("the question is empty")
     qa = load_qa(profile, chunk_tokens)
     stream = not json_out and sys.stdout.isatty()
-    on_text = (lambda t: print(t, end="", flush=True)) if stream else None
-    answer = qa.ask(question, docs=doc, on_text=on_text, progress=interactive() and not json_out, mode=mode,
-                    top_k=top_k, retrieval=retrieval, truncate=truncate, max_new_tokens=max_new_tokens,
-                    max_map_calls=max_map_calls)  # fmt: skip
+    answer = qa.ask(question, docs=doc, on_text=_printer() if stream else None, mode=mode, top_k=top_k,
+                    progress=interactive() and not json_out, retrieval=retrieval, truncate=truncate,
+                    max_new_tokens=max_new_tokens, max_map_calls=max_map_calls)  # fmt: skip
     if json_out:
         print(json.dumps(answer.to_dict(), ensure_ascii=False))
     else:
@@ -136,6 +152,8 @@ def chat(
     max_map_calls: MaxMapCalls = None,
 ) -> None:
     """Multi-turn questions about documents (one per line on stdin)."""
+    from chatqa.progress import interactive
+
     qa = load_qa(profile, chunk_tokens)
     docs = qa.documents(doc)
     options: dict[str, Any] = {"mode": mode, "top_k": top_k, "retrieval": retrieval, "truncate": truncate,
@@ -154,7 +172,7 @@ def chat(
         if not question:
             continue
         messages.append({"role": "user", "content": question})
-        answer = qa.ask(docs=docs, messages=messages, **options)
+        answer = qa.ask(docs=docs, messages=messages, progress=interactive() and not json_out, **options)
         messages.append({"role": "assistant", "content": answer.answer})
         if json_out:
             print(json.dumps(answer.to_dict(), ensure_ascii=False), flush=True)

@@ -20,9 +20,17 @@ def index(
 ) -> None:
     """Build or refresh the index of documents ahead of time."""
     from chatqa.cli.ask import load_qa
-    from chatqa.progress import interactive
+    from chatqa.progress import Stages, interactive
 
-    built = load_qa(profile, chunk_tokens).index(doc, rebuild=rebuild, progress=interactive() and not json_out)
+    progress = interactive() and not json_out
+    stages = Stages() if progress else None
+    try:
+        if stages:
+            stages.show("loading the models")
+        built = load_qa(profile, chunk_tokens).index(doc, rebuild=rebuild, progress=progress)
+    finally:
+        if stages:
+            stages.stop()
     m = built.manifest
     out = {
         "path": str(built.path),

@@ -145,12 +145,17 @@ def test_a_failing_sample_becomes_an_error_row(qa: Any, tmp_path: Path) -> None:
     assert "## Errors" in (result.run_dir / "report.md").read_text()
 
 
-def test_an_exception_in_answering_is_recorded(qa: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("model exploded\nwith a traceback-like second line")
+def test_an_exception_in_answering_is_recorded(qa: Any, tmp_path: Path) -> None:
+    from chatqa.generation import CachingGenerator
 
-    monkeypatch.setattr(qa, "ask", broken)
-    result = run_suite("passkey", qa=qa, out=tmp_path, lengths=[1024], depths=[0.5], n=1, modes=["rag", "long"])
+    class ExplodingFakeGenerator(CachingGenerator):
+        """FAKE: the real generator's window and tokenizer, but every call fails (a backend crashing)."""
+
+        def generate(self, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("model exploded\nwith a traceback-like second line")
+
+    broken = qa.with_generator(ExplodingFakeGenerator(qa.generator))
+    result = run_suite("passkey", qa=broken, out=tmp_path, lengths=[1024], depths=[0.5], n=1, modes=["rag", "long"])
     rows = rows_of(result.run_dir)
     assert len(rows) == 2 and all(r["error"] == "RuntimeError: model exploded with a traceback-like second line"
                                   and r["score"] == 0.0 and r["route"] is None for r in rows)  # fmt: skip

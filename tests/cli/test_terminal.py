@@ -1,0 +1,67 @@
+"""``chatqa ask`` as a person sees it on a terminal (stdout and stderr each a pty) and as a pipe sees it.
+
+A terminal gets the stages on stderr while they happen (loading, indexing, retrieving, reading the prompt),
+then the streamed answer and the footer on stdout; a pipe gets the answer and footer only, and nothing on
+stderr. Real models (the default profile on the sample document, RAG with two chunks to stay cheap)."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from tests.conftest import ROOT, SAMPLE
+
+ARGS = ["ask", "--doc", str(SAMPLE), "--mode", "rag", "--top-k", "2", "Who was the chief engineer of the canal?"]
+
+
+def _drain(fd: int, into: list[bytes]) -> None:
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the other side is closed
+            return
+        if not chunk:
+            return
+        into.append(chunk)
+
+
+def test_a_terminal_shows_the_stages_on_stderr_and_the_answer_on_stdout(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "CHATQA_QUIET"} | {"CHATQA_HOME": str(tmp_path)}
+    (out_master, out_slave), (err_master, err_slave) = pty.openpty(), pty.openpty()
+    seen: dict[str, list[bytes]] = {"out": [], "err": []}
+    readers = [threading.Thread(target=_drain, args=(out_master, seen["out"])),
+               threading.Thread(target=_drain, args=(err_master, seen["err"]))]  # fmt: skip
+    for r in readers:
+        r.start()
+    proc = subprocess.run([sys.executable, "-m", "chatqa.cli", *ARGS], cwd=ROOT, env=env, stdout=out_slave,
+                          stderr=err_slave, timeout=600)  # fmt: skip
+    os.close(out_slave)
+    os.close(err_slave)
+    for r in readers:
+        r.join(timeout=30)
+    os.close(out_master)
+    os.close(err_master)
+    out = b"".join(seen["out"]).decode("utf-8", "replace")
+    err = b"".join(seen["err"]).decode("utf-8", "replace")
+    assert proc.returncode == 0, err
+    for stage in ("loading the models", "indexing", "retrieving passages", "prompt tokens"):
+        assert stage in err, f"{stage!r} not shown on stderr: {err[-2000:]!r}"
+    assert "indexed " in err and "tokens/s" in err  # the finished index says what it built, and how fast
+    assert "Batches" not in err and "Batches" not in out  # no sentence-transformers bar
+    assert "Wrenfield" in out and "\nroute: rag (forced: --mode rag)" in out.replace("\r\n", "\n")
+    assert not out.lstrip("\r\n").startswith(" ")  # the streamed answer has no stray leading space
+    assert "retrieving" not in out and "prompt tokens" not in out  # stages never reach stdout
+
+
+def test_a_pipe_gets_the_answer_and_footer_and_nothing_on_stderr(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "CHATQA_QUIET"} | {"CHATQA_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "chatqa.cli", *ARGS], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert done.stdout.startswith("Josiah Wrenfield") or "Wrenfield" in done.stdout.splitlines()[0]
+    assert "\nroute: rag (forced: --mode rag)" in done.stdout and "\ncitations: " in done.stdout
