@@ -443,8 +443,7 @@ def answer_rag(qa: ChatQA, request: Request, plan: Plan, timer: Timer, on_text: 
         chunks = [c for c in chunks if c.id != worst.chunk.id]
         note = f"top-k reduced to {len(chunks)} to fit the window"
     prompt = (plan.decline_frame if decline else plan.frame).fill(format_chunks(chunks))
-    _reading(qa, timer, prompt.text)
-    gen = qa.generator.generate(prompt.text, request.budget, prompt.stop, on_text)
+    gen = qa.generator.generate(prompt.text, request.budget, prompt.stop, on_text, **_reading(qa, timer, prompt.text))
     score = {h.chunk.id: h.score for h in hits}
     reply = Reply(gen.text, [_cite(c, score[c.id]) for c in chunks], prompt.text, note=note)
     reply.count(gen, timer)
@@ -460,9 +459,9 @@ def answer_long(qa: ChatQA, request: Request, plan: Plan, timer: Timer, on_text:
         kept = truncate_middle(tok.encode(context), plan.room)
         context, truncated = tok.decode(kept[:half]) + tok.decode(kept[half:]), True
     prompt = plan.frame.fill(context)
-    _reading(qa, timer, prompt.text)
-    gen = qa.generator.generate(prompt.text, request.budget, prompt.stop, on_text,
-                                prefix=prompt.text[: prompt.context_chars])  # fmt: skip
+    prefix = prompt.text[: prompt.context_chars]  # shared by every question on this document
+    gen = qa.generator.generate(prompt.text, request.budget, prompt.stop, on_text, prefix=prefix,
+                                **_reading(qa, timer, prompt.text))  # fmt: skip
     whole = [{"doc": d.name, "lines": [1, d.text.count("\n") + 1], "chunk": None,
               "pages": [1, len(d.pages)] if d.pages else None} for d in request.documents]  # fmt: skip
     reply = Reply(gen.text, whole, prompt.text, truncated=truncated)
@@ -547,9 +546,14 @@ def _after(first: Callable[[], None], on_text: Callable[[str], None]) -> Callabl
     return call
 
 
-def _reading(qa: ChatQA, timer: Timer, prompt: str) -> None:
-    if timer.stages is not None:  # counting costs a tokenization: only for a person watching
-        timer.show(f"reading {qa.tokenizer.count(prompt):,} prompt tokens")
+def _reading(qa: ChatQA, timer: Timer, prompt: str) -> dict[str, Any]:
+    """On a terminal: name the stage, and ask the generator to report its reading (a bar with an ETA when the
+    backend reads in batches). Off a terminal: nothing, and no extra argument for the generator."""
+    if timer.stages is None:
+        return {}
+    n = qa.tokenizer.count(prompt)  # a tokenization: only for a person watching
+    timer.show(f"reading {n:,} prompt tokens")
+    return {"on_prefill": timer.stages.counter(f"reading {n:,} prompt tokens")}
 
 
 def _cite(chunk: Chunk, score: float) -> dict[str, Any]:

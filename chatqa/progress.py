@@ -82,6 +82,27 @@ class Stages:
         self._status.update(Spinner("dots", text=text), refresh=True)
         _active = self
 
+    def counter(self, label: str) -> Callable[[int, int], None]:
+        """``report(done, total)`` for a stage that can say how far it is (llama.cpp reading a prompt batch by
+        batch): the stage line becomes a bar with an ETA at the first report."""
+        from rich import progress as rp
+
+        bars: list[Any] = []
+
+        def report(done: int, total: int) -> None:
+            global _active
+            if not bars:
+                self.stop()
+                columns = (rp.SpinnerColumn(), rp.TextColumn("{task.description}"), rp.BarColumn(),
+                           rp.MofNCompleteColumn(), rp.TextColumn("ETA"), rp.TimeRemainingColumn())  # fmt: skip
+                self._status = rp.Progress(*columns, console=self.console, transient=True)
+                self._status.start()
+                bars.append(self._status.add_task(label, total=total, completed=done))
+                _active = self
+            self._status.update(bars[0], completed=done, total=total)
+
+        return report
+
     def say(self, text: str) -> None:
         """A line that stays (what a finished stage did), printed above the stage line."""
         self.console.print(text, style="dim", highlight=False, markup=False)

@@ -67,11 +67,14 @@ class Generator(ABC):
         stop: Sequence[str] = (),
         on_text: Callable[[str], None] | None = None,
         prefix: str | None = None,
+        on_prefill: Callable[[int, int], None] | None = None,
     ) -> Generation:
         """Greedy decoding; ``on_text`` receives text pieces as they are final (streaming).
 
         ``prefix`` is the start of ``prompt`` shared by every question on the same context (the document):
-        a hint that its KV state is worth keeping (llama.cpp stores it on disk); other backends ignore it."""
+        a hint that its KV state is worth keeping (llama.cpp stores it on disk); other backends ignore it.
+        ``on_prefill(done, total)`` reports reading the prompt as it goes (llama.cpp: once per batch), for a
+        progress bar; backends that read a prompt in one step never call it."""
 
     def check_fits(self, n_prompt: int, max_new_tokens: int, window: int | None = None) -> None:
         """Refuse before any compute: a prompt that cannot fit with its answer would be cut by the backend."""
@@ -140,11 +143,13 @@ class CachingGenerator(Generator):
         stop: Sequence[str] = (),
         on_text: Callable[[str], None] | None = None,
         prefix: str | None = None,
+        on_prefill: Callable[[int, int], None] | None = None,
     ) -> Generation:
         key = self.key(prompt, max_new_tokens, stop)
         entry = self.entries.get(key)
         if entry is None:
-            gen = self.inner.generate(prompt, max_new_tokens, stop, on_text, prefix=prefix)
+            extra = {"on_prefill": on_prefill} if on_prefill is not None else {}
+            gen = self.inner.generate(prompt, max_new_tokens, stop, on_text, prefix=prefix, **extra)
             entry = self.entries[key] = {"gen": gen}
             self.calls.append((key, None))
         else:

@@ -189,6 +189,7 @@ class HFGenerator(Generator):
         stop: Sequence[str] = (),
         on_text: Callable[[str], None] | None = None,
         prefix: str | None = None,  # the KV-cache hint; only llama.cpp stores prefix states
+        on_prefill: Callable[[int, int], None] | None = None,  # llama.cpp only: the prompt is read in one step
     ) -> Generation:
         ids = self.tokenizer.encode(prompt, add_special=True)
         if not ids:

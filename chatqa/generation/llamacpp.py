@@ -139,6 +139,7 @@ class LlamaCppGenerator(Generator):
         stop: Sequence[str] = (),
         on_text: Callable[[str], None] | None = None,
         prefix: str | None = None,
+        on_prefill: Callable[[int, int], None] | None = None,
     ) -> Generation:
         ids = self.tokenizer.encode(prompt, add_bos=True)
         self.check_fits(len(ids), max_new_tokens, self.llm.n_ctx())
@@ -146,8 +147,10 @@ class LlamaCppGenerator(Generator):
         cached = self._align_reuse(ids)
         self.kv_event = None
         if prefix and self.kv_store is not None and self.kv_store.enabled and self.disk_state_exact:
-            from_store = self._prefix_from_store(ids, prefix)
+            from_store = self._prefix_from_store(ids, prefix, on_prefill)
             cached = cached if from_store is None else from_store
+        if on_prefill is not None:
+            self._prefill(ids, on_prefill)
         scanner = StopScanner(stop, on_text)
         out: list[int] = []
         text, finish = "", "length"
@@ -187,6 +190,41 @@ class LlamaCppGenerator(Generator):
             self.llm.n_tokens = aligned  # llama-cpp-python then matches at most this much and recomputes the rest
         return aligned
 
+    def _prefill(self, ids: list[int], on_prefill: Callable[[int, int], None]) -> None:
+        """Read the prompt one batch at a time, reporting each, so a terminal can show progress and an ETA.
+
+        This is what ``Llama.generate`` would do itself, in the same batches: it keeps the longest prefix of
+        the tokens it holds and evaluates the rest in ``n_batch`` pieces from there. Evaluated here first, the
+        whole prompt is that prefix and ``generate`` samples from it at once: the same decode calls, the
+        same numbers, nothing evaluated twice (tests/generation/test_llamacpp_prefill.py)."""
+        held = self._held_prefix(ids)
+        if held >= len(ids):  # all of it is held: generate replays one token, nothing to show
+            return
+        base = 0 if self.kv_event is not None and self.kv_event.get("event") == "miss" else held
+        self._eval_batches(ids, held, len(ids), lambda pos: on_prefill(pos - base, len(ids) - base))
+
+    def _eval_batches(self, ids: list[int], begin: int, end: int, report: Callable[[int], None] | None) -> None:
+        """Evaluate ``ids[begin:end]`` after the first ``begin`` held tokens, one ``n_batch`` piece per call."""
+        self.llm.n_tokens = begin  # eval() drops the KV cells past it
+        step = self.llm.n_batch
+        if report is not None:
+            report(begin)
+        for i in range(begin, end, step):
+            self.llm.eval(ids[i : min(end, i + step)])
+            if report is not None:
+                report(min(end, i + step))
+
+    def _held_prefix(self, ids: list[int]) -> int:
+        """The prefix ``Llama.generate`` keeps: the held tokens that match the prompt (all of it may match)."""
+        if self.llm.n_tokens == 0:
+            return 0
+        n = 0
+        for a, b in zip(self.llm._input_ids, ids, strict=False):
+            if a != b:
+                break
+            n += 1
+        return n
+
     def _common_prefix(self, ids: list[int]) -> int:
         """How many prompt tokens llama.cpp will reuse from the state it holds (for the usage report)."""
         held = self.llm._input_ids
@@ -211,7 +249,9 @@ class LlamaCppGenerator(Generator):
             "llama_cpp": llama_cpp.__version__,
         }
 
-    def _prefix_from_store(self, ids: list[int], prefix: str) -> int | None:
+    def _prefix_from_store(
+        self, ids: list[int], prefix: str, on_prefill: Callable[[int, int], None] | None = None
+    ) -> int | None:
         """Put the state of the prompt's shared prefix in place, from disk if stored, else compute and store it.
 
         Returns the prompt tokens not computed by this call, or None when the store was not used. The prefix is
@@ -238,7 +278,7 @@ class LlamaCppGenerator(Generator):
             self.kv_event = {"event": "hit", "tokens": n, "bytes": entry.bytes, "restore_s": restore_s}
             return n
         self.llm.reset()  # a stored state is always a cold evaluation of exactly these tokens
-        self.llm.eval(ids[:n])
+        self._eval_batches(ids, 0, n, None if on_prefill is None else lambda pos: on_prefill(pos, len(ids)))
         t1 = time.perf_counter()
         state = save_llama_state(self.llm)
         path = store.put(key, ids[:n], state, {"model": os.path.basename(self._path), "n_ctx": self.llm.n_ctx()})

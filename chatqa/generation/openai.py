@@ -181,6 +181,7 @@ class OpenAIGenerator(Generator):
         stop: Sequence[str] = (),
         on_text: Callable[[str], None] | None = None,
         prefix: str | None = None,  # the KV-cache hint; only llama.cpp stores prefix states
+        on_prefill: Callable[[int, int], None] | None = None,  # llama.cpp only: the prompt is read in one step
     ) -> Generation:
         n_prompt = len(self.tokenizer.encode(prompt))
         self.check_fits(n_prompt, max_new_tokens)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import subprocess
 import sys
 import threading
@@ -29,15 +30,16 @@ def _drain(fd: int, into: list[bytes]) -> None:
         into.append(chunk)
 
 
-def test_a_terminal_shows_the_stages_on_stderr_and_the_answer_on_stdout(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "CHATQA_QUIET"} | {"CHATQA_HOME": str(tmp_path)}
+def on_terminal(args: list[str], home: Path) -> tuple[int, str, str]:
+    """Run the CLI with stdout and stderr each on its own pty; returns (exit code, stdout, stderr) as shown."""
+    env = {k: v for k, v in os.environ.items() if k != "CHATQA_QUIET"} | {"CHATQA_HOME": str(home)}
     (out_master, out_slave), (err_master, err_slave) = pty.openpty(), pty.openpty()
     seen: dict[str, list[bytes]] = {"out": [], "err": []}
     readers = [threading.Thread(target=_drain, args=(out_master, seen["out"])),
                threading.Thread(target=_drain, args=(err_master, seen["err"]))]  # fmt: skip
     for r in readers:
         r.start()
-    proc = subprocess.run([sys.executable, "-m", "chatqa.cli", *ARGS], cwd=ROOT, env=env, stdout=out_slave,
+    proc = subprocess.run([sys.executable, "-m", "chatqa.cli", *args], cwd=ROOT, env=env, stdout=out_slave,
                           stderr=err_slave, timeout=600)  # fmt: skip
     os.close(out_slave)
     os.close(err_slave)
@@ -46,8 +48,12 @@ def test_a_terminal_shows_the_stages_on_stderr_and_the_answer_on_stdout(tmp_path
     os.close(out_master)
     os.close(err_master)
     out = b"".join(seen["out"]).decode("utf-8", "replace")
-    err = b"".join(seen["err"]).decode("utf-8", "replace")
-    assert proc.returncode == 0, err
+    return proc.returncode, out, b"".join(seen["err"]).decode("utf-8", "replace")
+
+
+def test_a_terminal_shows_the_stages_on_stderr_and_the_answer_on_stdout(tmp_path: Path) -> None:
+    code, out, err = on_terminal(ARGS, tmp_path)
+    assert code == 0, err
     for stage in ("loading the models", "indexing", "retrieving passages", "prompt tokens"):
         assert stage in err, f"{stage!r} not shown on stderr: {err[-2000:]!r}"
     assert "indexed " in err and "tokens/s" in err  # the finished index says what it built, and how fast
@@ -55,6 +61,19 @@ def test_a_terminal_shows_the_stages_on_stderr_and_the_answer_on_stdout(tmp_path
     assert "Wrenfield" in out and "\nroute: rag (forced: --mode rag)" in out.replace("\r\n", "\n")
     assert not out.lstrip("\r\n").startswith(" ")  # the streamed answer has no stray leading space
     assert "retrieving" not in out and "prompt tokens" not in out  # stages never reach stdout
+
+
+def test_llamacpp_reading_a_long_prompt_shows_a_bar_per_batch(tmp_path: Path) -> None:
+    """Phase 2 of issue 14: "reading N prompt tokens" with done/total and an ETA, advanced once per batch."""
+    doc = tmp_path / "part.txt"
+    doc.write_text(SAMPLE.read_text(encoding="utf-8")[:6000], encoding="utf-8")  # ~1,500 tokens: 3 batches
+    args = ["ask", "--profile", "gemma3-270m", "--doc", str(doc), "--mode", "long", "--max-new-tokens", "8",
+            "Who was the chief engineer of the canal?"]  # fmt: skip
+    code, out, err = on_terminal(args, tmp_path)
+    assert code == 0, err
+    assert "prompt tokens" in err and "ETA" in err
+    assert re.search(r"\b512/1,?\d{3}\b", err), err[-2000:]  # the first batch of 512, out of the whole prompt
+    assert "ETA" not in out and "\nroute: long (forced: --mode long" in out.replace("\r\n", "\n")
 
 
 def test_a_pipe_gets_the_answer_and_footer_and_nothing_on_stderr(tmp_path: Path) -> None:
