@@ -68,7 +68,8 @@ class Stages:
         from rich.console import Console
 
         self.console = Console(stderr=True)
-        self._status: Any = None
+        self._line: Any = None  # the spinner line (rich Live), or
+        self._bar: Any = None  # a stage's bar (rich Progress): one of the two at a time
 
     def show(self, text: str) -> None:
         """Replace the stage line at once (not at the next tick: a stage can be over before it)."""
@@ -76,30 +77,34 @@ class Stages:
         from rich.live import Live
         from rich.spinner import Spinner
 
-        if self._status is None:
-            self._status = Live(console=self.console, transient=True, refresh_per_second=10)
-            self._status.start()
-        self._status.update(Spinner("dots", text=text), refresh=True)
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+        if self._line is None:
+            self._line = Live(console=self.console, transient=True, refresh_per_second=10)
+            self._line.start()
+        self._line.update(Spinner("dots", text=text), refresh=True)
         _active = self
 
     def counter(self, label: str) -> Callable[[int, int], None]:
         """``report(done, total)`` for a stage that can say how far it is (llama.cpp reading a prompt batch by
-        batch): the stage line becomes a bar with an ETA at the first report."""
+        batch): the stage line becomes a bar with an ETA at the first report, until the next stage."""
         from rich import progress as rp
 
-        bars: list[Any] = []
+        mine: list[Any] = []  # [progress, task] once started
 
         def report(done: int, total: int) -> None:
             global _active
-            if not bars:
+            if not mine:
                 self.stop()
                 columns = (rp.SpinnerColumn(), rp.TextColumn("{task.description}"), rp.BarColumn(),
                            rp.MofNCompleteColumn(), rp.TextColumn("ETA"), rp.TimeRemainingColumn())  # fmt: skip
-                self._status = rp.Progress(*columns, console=self.console, transient=True)
-                self._status.start()
-                bars.append(self._status.add_task(label, total=total, completed=done))
+                self._bar = rp.Progress(*columns, console=self.console, transient=True)
+                self._bar.start()
+                mine.extend([self._bar, self._bar.add_task(label, total=total, completed=done)])
                 _active = self
-            self._status.update(bars[0], completed=done, total=total)
+            if self._bar is mine[0]:  # a later stage (or the answer) may have replaced it
+                self._bar.update(mine[1], completed=done, total=total)
 
         return report
 
@@ -109,9 +114,10 @@ class Stages:
 
     def stop(self) -> None:
         global _active
-        if self._status is not None:
-            self._status.stop()
-            self._status = None
+        for shown in (self._line, self._bar):
+            if shown is not None:
+                shown.stop()
+        self._line = self._bar = None
         if _active is self:
             _active = None
 

@@ -47,8 +47,9 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out["q2_disk"] = ask(second, Q2)
     out["q1_after_disk"] = ask(second, Q1)
     second.close()
-    cold = ChatQA(config)
-    cold.generator.kv_store = None  # cache off: a full recompute
+    from chatqa.generation import load_generator
+
+    cold = ChatQA(config, generator=load_generator(config.generator))  # no state_dir: no store, a full recompute
     out["q2_cold"] = ask(cold, Q2)
     cold.close()
     out["entries"] = KVStore(kv_root(config)).entries()
