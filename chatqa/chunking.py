@@ -12,8 +12,6 @@ import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
-from langchain_text_splitters import RecursiveCharacterTextSplitter
-
 from chatqa.ingest import Document
 
 SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", ""]
@@ -52,6 +50,8 @@ class Chunk:
 def split_text(text: str, count: Callable[[str], int], chunk_tokens: int, overlap_tokens: int = 0) -> list[str]:
     if chunk_tokens <= 0 or not 0 <= overlap_tokens < chunk_tokens:
         raise ValueError("need chunk_tokens > 0 and 0 <= overlap_tokens < chunk_tokens")
+    from langchain_text_splitters import RecursiveCharacterTextSplitter  # 0.5 s of imports: only when chunking
+
     splitter = RecursiveCharacterTextSplitter(
         chunk_size=chunk_tokens,
         chunk_overlap=overlap_tokens,

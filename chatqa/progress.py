@@ -27,36 +27,47 @@ def interactive() -> bool:
 
 
 def quiet_libraries() -> None:
-    """Silence model-loading noise, once per process (later calls return at once)."""
-    global _callback, _quieted
+    """Silence model-loading noise, once per process (later calls return at once).
+
+    Nothing is imported here: transformers alone takes over a second to import, and a command that refuses its
+    input (or only needs a tokenizer) must not pay for libraries it never uses. Environment defaults read by
+    transformers and huggingface_hub when they are imported do the same job; a library imported before this call
+    is quieted directly. llama.cpp's own log lines are dropped by :func:`quiet_llama` when a GGUF is loaded."""
+    global _quieted
     if _quieted:
         return
     _quieted = True
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     offline()
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' loading bars follow the hub's
     warnings.filterwarnings("ignore", category=FutureWarning)
     for name in ("transformers", "sentence_transformers", "huggingface_hub", "bm25s", "faiss"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    try:
+    if "transformers" in sys.modules:  # imported before us: it has read its environment already
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover - transformers is a dependency
+
+
+def quiet_llama() -> None:
+    """Drop llama.cpp's log lines (model metadata, context sizes); called before a GGUF is loaded, once."""
+    global _callback
+    if _callback is not None:
+        return
+    try:
+        import llama_cpp
+
+        @llama_cpp.llama_log_callback
+        def _drop(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+            return None
+
+        _callback = _drop
+        llama_cpp.llama_log_set(_callback, ctypes.c_void_p())
+    except (ImportError, AttributeError):  # pragma: no cover - llama-cpp-python is a dependency
         pass
-    if _callback is None:
-        try:
-            import llama_cpp
-
-            @llama_cpp.llama_log_callback
-            def _drop(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-                return None
-
-            _callback = _drop
-            llama_cpp.llama_log_set(_callback, ctypes.c_void_p())
-        except (ImportError, AttributeError):  # pragma: no cover
-            pass
 
 
 class Stages:

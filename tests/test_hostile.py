@@ -251,6 +251,16 @@ def test_long_mode_on_a_huge_document_refuses_from_an_estimate(cli) -> None:
     text = SAMPLE.read_text(encoding="utf-8")
     (cli.work / "big.txt").write_text("\n\n".join([text] * 60), encoding="utf-8")  # about 2.8 MB
     one_line_error(cli("ask", "--mode", "long", "--doc", "big.txt", "Who?"), "estimated", "--mode rag")
+    # The refusal needs a tokenizer, nothing else: libraries that cost seconds to import are never loaded.
+    traced = subprocess.run([sys.executable, "-X", "importtime", "-m", "chatqa.cli", "ask", "--mode", "long", "--doc",
+                             "big.txt", "Who?"], cwd=cli.work, env=cli.env, capture_output=True, text=True,
+                            timeout=PROBE_TIMEOUT)  # fmt: skip
+    assert traced.returncode == 2, traced.stderr[-2000:]
+    lines = [line for line in traced.stderr.splitlines() if line.startswith("import time:")]
+    modules = {line.rsplit("|", 1)[-1].strip() for line in lines}
+    assert "chatqa.pipeline" in modules and "llama_cpp" in modules  # the trace is real: the tokenizer was loaded
+    heavy = {"torch", "transformers", "sentence_transformers", "faiss", "langchain_text_splitters", "bm25s"}
+    assert not heavy & modules, sorted(heavy & modules)
 
 
 # -- probes that generate: what the unit tests check, seen through the CLI as a user runs it ---------------------

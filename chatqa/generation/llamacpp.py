@@ -28,6 +28,9 @@ ROPE_TYPES = {"none": 0, "linear": 1, "yarn": 2}
 def _llama(config: GeneratorConfig, **kwargs: object):  # noqa: ANN202 - llama_cpp.Llama
     import llama_cpp
 
+    from chatqa.progress import quiet_llama
+
+    quiet_llama()
     path = resolve(config.model)
     if not os.path.isfile(path):
         raise ModelLoadError(f"GGUF file not found: {path}")
