@@ -307,8 +307,8 @@ class ChatQA:
         """Measure the document and the room the prompt leaves, then route (map-reduce: its sections too, so a
         ``--max-map-calls`` cap refuses, or ``auto`` falls back to RAG, before any generation)."""
         timer = timer or Timer()
-        generator = self._loaded("generator", timer)
-        window, budget = generator.context_window, request.budget
+        self._loaded("tokenizer", timer)  # planning reads no model: a refusal never waits for the generator to load
+        window, budget = self._window(), request.budget
         if budget >= window:  # blame the budget, not a document that cannot help it
             raise InputError(f"the answer budget (--max-new-tokens) = {budget:,} leaves no room in the context "
                              f"window ({window:,} tokens)")  # fmt: skip
@@ -373,9 +373,28 @@ class ChatQA:
             prompt = fill_template(request.template, PLACE, question)
         else:
             fmt = self.config.generator.prompt_format
-            render = self.generator.render_chat if fmt == "chat" else None
+            render = self._render_chat() if fmt == "chat" else None
             prompt = build_prompt(fmt, PLACE, question, list(request.history), decline, render)
         return Frame.around(prompt, request.stop)
+
+    def _window(self) -> int:
+        """The generator's context window without loading it: every backend reports its profile's
+        ``context_window``; a generator passed in reports its own."""
+        return self._generator.context_window if self._generator is not None else self.config.generator.context_window
+
+    def _render_chat(self) -> Callable[[list[Message]], str]:
+        """The chat template. A GGUF's vocabulary carries it, so with llama.cpp the prompt is framed (and a
+        document refused) before the model is loaded; other backends render through their generator."""
+        loaded = self._generator is not None or self.config.generator.backend != "llamacpp"
+        render = None if loaded else getattr(self.tokenizer, "render_chat", None)
+        if render is None:
+            return self.generator.render_chat
+
+        def chat(messages: list[Message]) -> str:
+            text = render(messages)
+            return text if text is not None else self.generator.render_chat(messages)  # no template: its error
+
+        return chat
 
     def _document_tokens(self, text: str, room: int) -> tuple[int, bool]:
         """(tokens, exact). Tokenizing grows faster than linearly with length (a 5 MB text took minutes), yet
@@ -399,12 +418,12 @@ class ChatQA:
     def _plan_map_reduce(self, request: Request) -> tuple[mapreduce.Plan, MapReducePrompts]:
         """Sections on the index's chunk boundaries, sized to the effective window (the nominal one when
         uncalibrated or trusting no length); a forced map-reduce over ``--max-map-calls`` is refused here."""
-        cfg, gen = self.config, self.generator
+        cfg, nominal = self.config, self._window()
         fmt = cfg.generator.prompt_format
-        prompts = MapReducePrompts(fmt, gen.render_chat if fmt == "chat" else None, list(request.history),
+        prompts = MapReducePrompts(fmt, self._render_chat() if fmt == "chat" else None, list(request.history),
                                    request.template, list(request.stop))  # fmt: skip
         effective = cfg.generator.effective_window
-        window = min(effective, gen.context_window) if effective else gen.context_window  # 0: trusts no length
+        window = min(effective, nominal) if effective else nominal  # 0: trusts no length
         map_overhead, reduce_overhead = mapreduce.overheads(prompts, self.tokenizer.count, request.question)
         mr = cfg.mapreduce
         sections = mapreduce.plan(
@@ -443,7 +462,8 @@ def answer_rag(qa: ChatQA, request: Request, plan: Plan, timer: Timer, on_text: 
         chunks = [c for c in chunks if c.id != worst.chunk.id]
         note = f"top-k reduced to {len(chunks)} to fit the window"
     prompt = (plan.decline_frame if decline else plan.frame).fill(format_chunks(chunks))
-    gen = qa.generator.generate(prompt.text, request.budget, prompt.stop, on_text, **_reading(qa, timer, prompt.text))
+    generator = qa._loaded("generator", timer)
+    gen = generator.generate(prompt.text, request.budget, prompt.stop, on_text, **_reading(qa, timer, prompt.text))
     score = {h.chunk.id: h.score for h in hits}
     reply = Reply(gen.text, [_cite(c, score[c.id]) for c in chunks], prompt.text, note=note)
     reply.count(gen, timer)
@@ -460,8 +480,9 @@ def answer_long(qa: ChatQA, request: Request, plan: Plan, timer: Timer, on_text:
         context, truncated = tok.decode(kept[:half]) + tok.decode(kept[half:]), True
     prompt = plan.frame.fill(context)
     prefix = prompt.text[: prompt.context_chars]  # shared by every question on this document
-    gen = qa.generator.generate(prompt.text, request.budget, prompt.stop, on_text, prefix=prefix,
-                                **_reading(qa, timer, prompt.text))  # fmt: skip
+    generator = qa._loaded("generator", timer)
+    gen = generator.generate(prompt.text, request.budget, prompt.stop, on_text, prefix=prefix,
+                             **_reading(qa, timer, prompt.text))  # fmt: skip
     whole = [{"doc": d.name, "lines": [1, d.text.count("\n") + 1], "chunk": None,
               "pages": [1, len(d.pages)] if d.pages else None} for d in request.documents]  # fmt: skip
     reply = Reply(gen.text, whole, prompt.text, truncated=truncated)
@@ -477,10 +498,11 @@ def answer_map_reduce(qa: ChatQA, request: Request, plan: Plan, timer: Timer, on
 
     sections, prompts, mr = plan.map_reduce, plan.map_reduce_prompts, qa.config.mapreduce
     assert sections is not None and prompts is not None  # ChatQA.plan makes both when the route is map-reduce
+    generator = qa._loaded("generator", timer)
     timer.quiet()  # the map calls get a bar of their own
     with bar(request.progress, sections.map_calls, "map-reduce: map calls") as advance:
         result = mapreduce.run(
-            qa.generator, sections, request.question, prompts, map_budget=mr.map_max_new_tokens,
+            generator, sections, request.question, prompts, map_budget=mr.map_max_new_tokens,
             reduce_budget=mr.reduce_max_new_tokens, answer_budget=request.budget, count=qa.tokenizer.count,
             on_map=lambda done, total: advance(f"section {done}/{total}"), on_text=on_text,
         )  # fmt: skip

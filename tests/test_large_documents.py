@@ -29,3 +29,25 @@ def test_a_document_near_the_window_is_counted_exactly(qa) -> None:
     assert exact and tokens == qa.tokenizer.count(text)
     tokens, exact = qa._document_tokens(text * 20, room=1_000)
     assert not exact and tokens > ESTIMATE_MARGIN * 1_000
+
+
+def test_planning_and_the_refusal_load_no_generator(tmp_path: Path) -> None:
+    """A refusal needs the tokenizer only (issue 11 item 4: under 2 s for the whole process). With a chat profile
+    the prompt's frame comes from the template in the GGUF's vocabulary: the same text the loaded model renders."""
+    from chatqa import ChatQA
+
+    qa = ChatQA.from_profile("default", home=str(tmp_path))  # Qwen 0.5B, chat template
+    text = SAMPLE.read_text(encoding="utf-8")
+    big = tmp_path / "big.txt"
+    big.write_text("\n\n".join([text] * 40), encoding="utf-8")
+    with pytest.raises(ContextTooLongError, match="estimated"):
+        qa.ask("Who was the chief engineer?", docs=[big], mode="long")
+    request = qa.request("Who was the chief engineer?", [SAMPLE], mode="long")
+    unloaded = qa.plan(request)
+    assert qa._generator is None and qa._tokenizer is not None
+    _ = qa.generator
+    loaded = qa.plan(request)
+    assert unloaded.frame.fill("CONTEXT").text == loaded.frame.fill("CONTEXT").text
+    assert "<|im_start|>assistant" in unloaded.frame.fill("CONTEXT").text
+    assert (unloaded.route, unloaded.doc_tokens, unloaded.room) == (loaded.route, loaded.doc_tokens, loaded.room)
+    qa.close()

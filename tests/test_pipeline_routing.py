@@ -100,10 +100,11 @@ def test_multi_turn_query_carries_earlier_user_turns(fake_qa) -> None:
     ans = qa.ask(docs=[SAMPLE], messages=messages, mode="rag")
     assert ans.question == "Who designed it?"
     assert "It carries the canal over a river." in gen.prompts[0]
-    assert "Sallowby Aqueduct" in "".join(c["doc"] for c in ans.citations) or ans.citations
+    assert ans.citations and {c["doc"] for c in ans.citations} == {SAMPLE.name}
     chunks = qa.index([SAMPLE]).chunks
     cited = " ".join(chunks[c["chunk"]].text for c in ans.citations)
-    assert "designed" in cited and "Ebbage" in cited
+    # "Who designed it?" alone names nothing: the passage is found through the earlier turn's "Sallowby Aqueduct"
+    assert "The Sallowby Aqueduct was designed by Thomas Ebbage" in cited
 
 
 def test_bad_arguments(fake_qa) -> None:
