@@ -18,6 +18,7 @@ import pytest
 
 from chatqa.errors import ChatQAError
 from chatqa.evaluation import run_suite
+from chatqa.evaluation.metrics import UNANSWERABLE_KEYPHRASES
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -223,5 +224,7 @@ def test_chatrag_release_runs_end_to_end(qa: Any, tmp_path: Path) -> None:
     assert [r["template_set"] for r in rows] == ["chatrag/official-chatqa-format"] * 3
     assert rows[2]["score"] is None and rows[2]["excluded"] and rows[1]["gold_unanswerable"] is True
     (g,) = result.summary["groups"]
-    assert g["n"] == 3 and g["n_scored"] == 2 and g["excluded"] == 1 and g["unanswerable_acc"] in (0.0, 100.0)
+    assert g["n"] == 3 and g["n_scored"] == 2 and g["excluded"] == 1
+    refused = any(phrase in rows[1]["prediction"].lower() for phrase in UNANSWERABLE_KEYPHRASES)  # upstream's rule
+    assert g["unanswerable_acc"] == (100.0 if refused else 0.0), rows[1]["prediction"]
     assert g["score"] == pytest.approx(50 * (rows[0]["score"] + rows[1]["score"]), abs=0.01)  # rounded to 2 places
