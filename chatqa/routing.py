@@ -21,9 +21,9 @@ MODES = ("rag", "long", "auto", "self-route", "map-reduce")
 
 GLOBAL_QUESTION = re.compile(
     r"\b(summari[sz]e|summary|overall|main (?:theme|idea|point|argument|character)s?"
-    r"|(?:whole|entire) (?:book|document|story|text|novel)|throughout|in general|outline"
+    r"|(?:whole|entire) (?:book|document|story|text|novel)|in general|outline"
     r"|key (?:themes|points|events)|what is (?:this|the) (?:book|document|text|story|novel) about"
-    r"|how does (?:it|the (?:[\w-]+ ){0,3}(?:book|story|novel)) end|who narrates|narrator"
+    r"|how does (?:it|the (?:[\w-]+ ){0,3}(?:book|story|novel)) end|who narrates|who is the narrator"
     r"|(?:during|over|throughout) the (?:book|story|stories|novel)|(?:at|by) the end of the (?:book|story|novel)"
     r"|moves? through|(?:list|name) (?:all|every|each|three|some) )\b",
     re.IGNORECASE,

@@ -66,7 +66,11 @@ def test_declined(answer: str, expected: bool) -> None:
     ("question", "expected"),
     [("Summarise the history of the canal.", True), ("What is the main theme?", True),
      ("What is this book about?", True), ("Who was the chief engineer?", False),
-     ("How long is the tunnel?", False)],
+     ("How long is the tunnel?", False), ("Who narrates the story?", True), ("Who is the narrator?", True),
+     ("What happens throughout the novel?", True),
+     # factual questions that the old rule sent to map-reduce over a whole novel (eval/results novels-qa)
+     ("What does the narrator of Moby-Dick ask to be called?", False),
+     ("When was the restored canal reopened throughout?", False)],
 )  # fmt: skip
 def test_global_questions(question: str, expected: bool) -> None:
     assert is_global(question) is expected
