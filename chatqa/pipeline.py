@@ -307,7 +307,11 @@ class ChatQA:
         """Measure the document and the room the prompt leaves, then route (map-reduce: its sections too, so a
         ``--max-map-calls`` cap refuses, or ``auto`` falls back to RAG, before any generation)."""
         timer = timer or Timer()
-        self._loaded("tokenizer", timer)  # planning reads no model: a refusal never waits for the generator to load
+        # A text long enough to be refused from an estimate is planned with the tokenizer alone, so a refusal never
+        # waits for the model; any other loads the generator now (the answer needs it, and a tokenizer loaded on
+        # its own first would cost a second vocabulary load: 0.4 s for Qwen's).
+        big = sum(len(d.text) for d in request.documents) > ESTIMATE_PREFIX_CHARS
+        self._loaded("tokenizer" if big else "generator", timer)
         window, budget = self._window(), request.budget
         if budget >= window:  # blame the budget, not a document that cannot help it
             raise InputError(f"the answer budget (--max-new-tokens) = {budget:,} leaves no room in the context "

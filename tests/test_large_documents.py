@@ -42,9 +42,9 @@ def test_planning_and_the_refusal_load_no_generator(tmp_path: Path) -> None:
     big.write_text("\n\n".join([text] * 40), encoding="utf-8")
     with pytest.raises(ContextTooLongError, match="estimated"):
         qa.ask("Who was the chief engineer?", docs=[big], mode="long")
-    request = qa.request("Who was the chief engineer?", [SAMPLE], mode="long")
+    request = qa.request("Who was the chief engineer?", [big], mode="rag")
     unloaded = qa.plan(request)
-    assert qa._generator is None and qa._tokenizer is not None
+    assert qa._generator is None and qa._tokenizer is not None and unloaded.route.route == "rag"
     _ = qa.generator
     loaded = qa.plan(request)
     assert unloaded.frame.fill("CONTEXT").text == loaded.frame.fill("CONTEXT").text
