@@ -211,12 +211,11 @@ class ChatQA:
         documents = list(documents)
         key = index_key(documents, self.config, self.tokenizer.id)
         cached = self._indexes.get(key)
-        if cached is not None and not rebuild and _same_docs(cached, documents):
-            return cached
-        index = open_index(documents, self.config, self.tokenizer, embedder or (lambda: self.embedder),
-                           progress=progress, rebuild=rebuild, key=key)  # fmt: skip
-        self._indexes[key] = index
-        return index
+        if cached is None or rebuild or not _same_docs(cached, documents):
+            cached = open_index(documents, self.config, self.tokenizer, embedder or (lambda: self.embedder),
+                                progress=progress, rebuild=rebuild, key=key)  # fmt: skip
+            self._indexes[key] = cached
+        return _named(cached, documents)
 
     def retrieve(self, index: DocIndex, query: str, k: int | None = None, method: str | None = None) -> list[Hit]:
         cfg = self.config.retrieval
@@ -590,6 +589,16 @@ def _cite(chunk: Chunk, score: float) -> dict[str, Any]:
         "pages": list(chunk.pages) if chunk.pages else None,  # PDFs: first and last page
         "score": round(float(score), 4),
     }
+
+
+def _named(index: DocIndex, docs: Sequence[Document]) -> DocIndex:
+    """The index with its chunks named as today's documents are: one text is one index (an eval names a book
+    after each sample), and a citation shows the name it was asked under, not the name it was built under."""
+    names = [d.name for d in docs]
+    if all(c.doc_name == names[c.doc] for c in index.chunks):
+        return index
+    return replace(index, chunks=[c if c.doc_name == names[c.doc] else replace(c, doc_name=names[c.doc])
+                                  for c in index.chunks])  # fmt: skip
 
 
 def _same_docs(index: DocIndex, docs: Sequence[Document]) -> bool:

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from chatqa.chunking import Chunk
+from chatqa.config import METHODS  # one list: the config layer validates it, search only guards
 from chatqa.errors import InputError
 from chatqa.index import DocIndex, bm25_tokens
-
-METHODS = ("dense", "bm25", "hybrid")
 
 
 @dataclass(frozen=True)

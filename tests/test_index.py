@@ -175,3 +175,23 @@ def test_temp_folders_of_a_killed_build_are_removed_by_the_next_build(qa, doc: P
     doc.write_text(TEXT + "\n\nOne more paragraph.", encoding="utf-8")
     assert build(qa, doc, home).built
     assert sorted(p.name for p in home.iterdir() if not p.name.endswith(".lock")) == [key]
+
+
+def test_the_same_text_under_another_name_reuses_the_index_and_cites_the_new_name(qa, tmp_path: Path) -> None:
+    """An eval names a book after each sample: the disk index must not be rebuilt for a new name (it was, once
+    per process and book), and the answer must cite the name it was given, not the one the index was built with."""
+    from chatqa import ChatQA
+    from chatqa.ingest import Document
+
+    config = qa.config.replace(home=str(tmp_path / "h"))
+    home = config.index_home
+    first = open_index([Document("alpha", TEXT)], config, qa.tokenizer, lambda: qa.embedder, home=home)
+    assert first.built and first.chunks[0].doc_name == "alpha"
+    again = open_index([Document("beta", TEXT)], config, qa.tokenizer, lambda: qa.embedder, home=home)
+    assert not again.built and again.path == first.path
+
+    fresh = ChatQA(config, generator=qa.generator, tokenizer=qa.tokenizer, embedder=qa.embedder)
+    answer = fresh.ask("How many gulls in paragraph 12?", docs=[Document("gamma", TEXT)], mode="rag",
+                       max_new_tokens=8)  # fmt: skip
+    assert answer.citations and {c["doc"] for c in answer.citations} == {"gamma"}
+    assert [p for p in home.iterdir() if p.is_dir() and not p.name.startswith(".")] == [first.path]
