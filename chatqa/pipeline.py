@@ -235,8 +235,7 @@ class ChatQA:
                           and i.manifest["chunking"] == vars(cfg)), None)  # fmt: skip
             self._chunk_lists[key] = built.chunks if built is not None else chunk_documents(
                 documents, self.tokenizer.count, cfg.chunk_tokens, cfg.overlap_tokens)  # fmt: skip
-        names = [d.name for d in documents]
-        return [c if c.doc_name == names[c.doc] else replace(c, doc_name=names[c.doc]) for c in self._chunk_lists[key]]
+        return list(_renamed(self._chunk_lists[key], documents))
 
     # -- answering: request, plan, execute ------------------------------------------------------------
     def ask(
@@ -594,11 +593,16 @@ def _cite(chunk: Chunk, score: float) -> dict[str, Any]:
 def _named(index: DocIndex, docs: Sequence[Document]) -> DocIndex:
     """The index with its chunks named as today's documents are: one text is one index (an eval names a book
     after each sample), and a citation shows the name it was asked under, not the name it was built under."""
+    chunks = _renamed(index.chunks, docs)
+    return index if chunks is index.chunks else replace(index, chunks=chunks)
+
+
+def _renamed(chunks: list[Chunk], docs: Sequence[Document]) -> list[Chunk]:
+    """``chunks`` (the same list when nothing differs) with each one's document name taken from ``docs``."""
     names = [d.name for d in docs]
-    if all(c.doc_name == names[c.doc] for c in index.chunks):
-        return index
-    return replace(index, chunks=[c if c.doc_name == names[c.doc] else replace(c, doc_name=names[c.doc])
-                                  for c in index.chunks])  # fmt: skip
+    if all(c.doc_name == names[c.doc] for c in chunks):
+        return chunks
+    return [c if c.doc_name == names[c.doc] else replace(c, doc_name=names[c.doc]) for c in chunks]
 
 
 def _same_docs(index: DocIndex, docs: Sequence[Document]) -> bool:

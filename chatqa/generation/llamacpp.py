@@ -219,24 +219,17 @@ class LlamaCppGenerator(Generator):
 
     def _held_prefix(self, ids: list[int]) -> int:
         """The prefix ``Llama.generate`` keeps: the held tokens that match the prompt (all of it may match)."""
-        if self.llm.n_tokens == 0:
-            return 0
         n = 0
-        for a, b in zip(self.llm._input_ids, ids, strict=False):
+        for a, b in zip(self.llm._input_ids, ids, strict=False):  # _input_ids: the n_tokens held, none after reset
             if a != b:
                 break
             n += 1
         return n
 
     def _common_prefix(self, ids: list[int]) -> int:
-        """How many prompt tokens llama.cpp will reuse from the state it holds (for the usage report)."""
-        held = self.llm._input_ids
-        n = 0
-        for a, b in zip(held[: len(ids) - 1], ids, strict=False):
-            if a != b:
-                break
-            n += 1
-        return n
+        """How many prompt tokens llama.cpp will reuse from the state it holds (for the usage report): the held
+        prefix, less the last prompt token, which generate always evaluates to get logits."""
+        return max(0, min(self._held_prefix(ids), len(ids) - 1))
 
     def _fingerprint(self) -> dict[str, object]:
         """Everything besides the tokens that changes the KV numbers: a state is only valid for all of it."""
