@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.batch_data import ROOT, rows, write_questions
+from tests.ptys import run_on_terminal
 
 BASE = ["--profile", "smollm2", "--mode", "long", "--max-new-tokens", "8"]
 
@@ -41,26 +41,13 @@ def test_a_terminal_shows_a_progress_bar_on_stderr(tmp_path: Path) -> None:
     path = tmp_path / "qs.txt"
     path.write_text("Who first proposed a canal through the vale?\nWho proposed it?\n", encoding="utf-8")
     doc = write_questions(tmp_path).parent / "founding.txt"
-    master, slave = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k != "CHATQA_QUIET"} | {"CHATQA_HOME": str(tmp_path)}
     cmd = [sys.executable, "-m", "chatqa.cli", "batch", "--questions", str(path), "--doc", str(doc),
            "--out", str(tmp_path / "o.jsonl"), *BASE]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=slave, text=True, timeout=600)
-    os.close(slave)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(master)
-    assert proc.returncode == 0
-    screen = seen.decode("utf-8", "replace")
+    code, stdout, screen = run_on_terminal(cmd, cwd=ROOT, env=env, timeout=600)
+    assert code == 0
     assert "batch" in screen and "2/2" in screen and "q/min" in screen  # done/total, rate (and ETA)
-    assert "2 answered" in proc.stdout and "batch" not in proc.stdout.split("->")[0]
+    assert "2 answered" in stdout and "batch" not in stdout.split("->")[0]
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, SAMPLE
+from tests.ptys import run_on_terminal
 
 PROFILE = """name: small-mr
 generator:
@@ -48,36 +48,23 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], di
     return work, args, env
 
 
-def on_terminal(setup, *extra: str) -> tuple[subprocess.CompletedProcess, str]:
-    """stderr on a pty (a terminal), stdout piped: what the bar needs to appear, and what the answer looks like."""
+def on_terminal(setup, *extra: str) -> tuple[int, str, str]:
+    """stderr on a pty (a terminal), stdout piped: what the bar needs to appear, and what the answer looks like.
+    Returns (exit code, stdout, stderr as shown)."""
     work, args, env = setup
-    master, slave = pty.openpty()
-    proc = subprocess.run([*args, *extra], cwd=work, env=env, stdout=subprocess.PIPE, stderr=slave, text=True,
-                          timeout=300)  # fmt: skip
-    os.close(slave)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(master)
-    return proc, seen.decode("utf-8", "replace")
+    return run_on_terminal([*args, *extra], cwd=work, env=env, timeout=300)
 
 
 def test_map_calls_show_a_bar_on_a_terminal(setup) -> None:
-    proc, screen = on_terminal(setup)
-    assert proc.returncode == 0, screen[-2000:]
-    found = re.search(r"^map-reduce: (\d+) sections; map (\d+) calls", proc.stdout, re.MULTILINE)
-    assert found, proc.stdout
+    code, stdout, screen = on_terminal(setup)
+    assert code == 0, screen[-2000:]
+    found = re.search(r"^map-reduce: (\d+) sections; map (\d+) calls", stdout, re.MULTILINE)
+    assert found, stdout
     calls = int(found[2])
-    assert calls >= 3, proc.stdout  # the window really forced several sections
+    assert calls >= 3, stdout  # the window really forced several sections
     assert "map-reduce: map calls" in screen and f"{calls}/{calls}" in screen, screen[-2000:]
     assert f"section {calls}/{calls}" in screen  # advanced per section, up to the last
-    assert "Traceback" not in screen and "map calls" not in proc.stdout.split("\nroute:")[0]
+    assert "Traceback" not in screen and "map calls" not in stdout.split("\nroute:")[0]
 
 
 def test_piped_and_json_runs_print_nothing_on_stderr(setup) -> None:
@@ -85,7 +72,7 @@ def test_piped_and_json_runs_print_nothing_on_stderr(setup) -> None:
     piped = subprocess.run(args, cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert piped.returncode == 0 and piped.stderr == "", piped.stderr[-2000:]
     assert "\nroute: map-reduce (forced: --mode map-reduce" in piped.stdout
-    proc, screen = on_terminal(setup, "--json")  # a terminal, but --json: one object on stdout, stderr silent
-    assert proc.returncode == 0 and screen == "", screen[-2000:]
-    out = json.loads(proc.stdout)
+    code, stdout, screen = on_terminal(setup, "--json")  # a terminal, but --json: one object on stdout, stderr silent
+    assert code == 0 and screen == "", screen[-2000:]
+    out = json.loads(stdout)
     assert out["route"] == "map-reduce" and out["usage"]["map_calls"] >= 3

@@ -7,48 +7,22 @@ stderr. Real models (the default profile on the sample document, RAG with two ch
 from __future__ import annotations
 
 import os
-import pty
 import re
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 from tests.conftest import ROOT, SAMPLE
+from tests.ptys import run_on_terminal
 
 ARGS = ["ask", "--doc", str(SAMPLE), "--mode", "rag", "--top-k", "2", "Who was the chief engineer of the canal?"]
-
-
-def _drain(fd: int, into: list[bytes]) -> None:
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except OSError:  # EIO: the other side is closed
-            return
-        if not chunk:
-            return
-        into.append(chunk)
 
 
 def on_terminal(args: list[str], home: Path) -> tuple[int, str, str]:
     """Run the CLI with stdout and stderr each on its own pty; returns (exit code, stdout, stderr) as shown."""
     env = {k: v for k, v in os.environ.items() if k != "CHATQA_QUIET"} | {"CHATQA_HOME": str(home)}
-    (out_master, out_slave), (err_master, err_slave) = pty.openpty(), pty.openpty()
-    seen: dict[str, list[bytes]] = {"out": [], "err": []}
-    readers = [threading.Thread(target=_drain, args=(out_master, seen["out"])),
-               threading.Thread(target=_drain, args=(err_master, seen["err"]))]  # fmt: skip
-    for r in readers:
-        r.start()
-    proc = subprocess.run([sys.executable, "-m", "chatqa.cli", *args], cwd=ROOT, env=env, stdout=out_slave,
-                          stderr=err_slave, timeout=600)  # fmt: skip
-    os.close(out_slave)
-    os.close(err_slave)
-    for r in readers:
-        r.join(timeout=30)
-    os.close(out_master)
-    os.close(err_master)
-    out = b"".join(seen["out"]).decode("utf-8", "replace")
-    return proc.returncode, out, b"".join(seen["err"]).decode("utf-8", "replace")
+    return run_on_terminal([sys.executable, "-m", "chatqa.cli", *args], cwd=ROOT, env=env, timeout=600,
+                           stdout_on_pty=True)  # fmt: skip
 
 
 def test_a_terminal_shows_the_stages_on_stderr_and_the_answer_on_stdout(tmp_path: Path) -> None:
