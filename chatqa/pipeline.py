@@ -442,9 +442,10 @@ class ChatQA:
 
 
 # -- routes: each turns a request and its plan into a reply ---------------------------------------------
-def answer_rag(qa: ChatQA, request: Request, plan: Plan, timer: Timer, on_text: OnText, decline: bool) -> Reply:
-    """Top-k chunks in document order (OP-RAG), the weakest dropped until they fit the room. Only this route
-    needs the index: long-context questions never pay for embedding."""
+def rag_context(qa: ChatQA, request: Request, room: int, timer: Timer) -> tuple[list[Chunk], list[Hit], str]:
+    """What RAG reads: the top-k chunks in document order (OP-RAG), the weakest dropped until they fit ``room``;
+    with the hits that chose them and a note when some were dropped. Its own function so a diagnostic (did the
+    retrieved context hold the answer?) sees exactly the chunks the reader saw, without generating."""
 
     def load_embedder() -> Any:
         return qa._loaded("embedder", timer)
@@ -458,11 +459,18 @@ def answer_rag(qa: ChatQA, request: Request, plan: Plan, timer: Timer, on_text: 
         hits = qa.retrieve(index, query, request.top_k, request.method)
     chunks = sorted((h.chunk for h in hits), key=lambda c: c.id)  # document order (OP-RAG)
     note = ""
-    while len(chunks) > 1 and sum(c.n_tokens for c in chunks) > plan.room:
+    while len(chunks) > 1 and sum(c.n_tokens for c in chunks) > room:
         worst = min(hits, key=lambda h: h.score)  # drop the weakest hit until the context fits
         hits.remove(worst)
         chunks = [c for c in chunks if c.id != worst.chunk.id]
         note = f"top-k reduced to {len(chunks)} to fit the window"
+    return chunks, hits, note
+
+
+def answer_rag(qa: ChatQA, request: Request, plan: Plan, timer: Timer, on_text: OnText, decline: bool) -> Reply:
+    """Top-k chunks in document order (OP-RAG), the weakest dropped until they fit the room. Only this route
+    needs the index: long-context questions never pay for embedding."""
+    chunks, hits, note = rag_context(qa, request, plan.room, timer)
     prompt = (plan.decline_frame if decline else plan.frame).fill(format_chunks(chunks))
     generator = qa._loaded("generator", timer)
     gen = generator.generate(prompt.text, request.budget, prompt.stop, on_text, **_reading(qa, timer, prompt.text))

@@ -134,3 +134,37 @@ def report(
         print(json.dumps({"run_dir": str(folder), **summary}))
     else:
         print(f"{summary['rows']} rows -> {folder / 'report.md'}, summary.json, summary.csv, score_vs_*.png")
+
+
+@evaluate.command()
+def compare(
+    run_a: Annotated[str, typer.Argument(help="run folder A")],
+    run_b: Annotated[str, typer.Argument(help="run folder B (same suite, e.g. another profile)")],
+    mode: Annotated[str, typer.Option(help="the mode whose rows are paired")] = "rag",
+    json_out: Json = False,
+) -> None:
+    """Pair two run folders of one suite on the samples both scored: A - B with 95% intervals, and costs."""
+    from chatqa.evaluation.report import compare_runs
+
+    c = compare_runs(Path(run_a), Path(run_b), mode)
+    if json_out:
+        print(json.dumps(c))
+        return
+
+    def side(s: dict) -> str:
+        ci = f" [{s['ci95'][0]:.1f}, {s['ci95'][1]:.1f}]" if s["ci95"] else ""
+        return f"{s['score']:.1f}{ci}"
+
+    print(f"{c['suite']}, mode {mode}: A = {c['a']['profile']} ({c['a']['generator']}), "
+          f"B = {c['b']['profile']} ({c['b']['generator']})")  # fmt: skip
+    print("| subset | n pairs | A | B | A - B [95% CI] | A better / worse |")
+    print("|---|---:|---|---|---|---|")
+    for name, got in [("all", c["all"]), ("answerable", c["answerable"]), *c["tasks"].items()]:
+        if got is not None:
+            d = got["paired"]
+            print(f"| {name} | {d['n']} | {side(got['a'])} | {side(got['b'])} | {d['diff']:+.1f} "
+                  f"[{d['ci95'][0]:+.1f}, {d['ci95'][1]:+.1f}] | {d['wins']} / {d['losses']} |")  # fmt: skip
+    for k in ("a", "b"):
+        x = c[k]
+        print(f"{k.upper()}: median {x['median_seconds']} s / mean {x['mean_seconds']} s per answer; "
+              f"model load {x['load_seconds']} s (median over invocations)")  # fmt: skip

@@ -600,3 +600,25 @@ def score(metric: str, prediction: str, gold: Any, **kw: Any) -> float | None:
         raise ValueError(f"unknown metric {metric!r}; known: {', '.join(sorted(METRICS))}") from None
     got = fn(prediction, gold, **kw)
     return None if got is None else float(got)
+
+
+def _qa_in_context(context: str, gold: Any) -> bool | None:
+    """qa:contains asked of the context; a not-in-book question (no accepted answer) cannot be in it."""
+    from chatqa.evaluation.question_sets import contains_answer
+
+    golds = [str(g) for g in _as_list(gold) if g is not None and str(g).strip()]
+    return bool(contains_answer(context, golds)) if golds else None
+
+
+CONTEXT_CHECKS: dict[str, Callable[[str, Any], bool | None]] = {"qa:contains": _qa_in_context}
+"""Metrics whose rule can also be asked of the retrieved context: containment of an accepted answer."""
+
+
+def gold_in_context(metric: str, context: str, gold: Any) -> bool | None:
+    """Whether the context the reader was given holds an accepted answer, by the suite's own containment rule.
+
+    Splits a RAG miss into a retrieval miss (the answer never reached the model) and a reading miss (it was
+    there and the model did not give it). ``None`` where the question cannot tell: a metric that is not
+    containment (F1, ROUGE: every context "holds" part of the gold) or a question with no accepted answer."""
+    check = CONTEXT_CHECKS.get(metric)
+    return None if check is None else check(context, gold)

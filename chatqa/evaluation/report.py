@@ -8,23 +8,26 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from chatqa.errors import InputError
-from chatqa.evaluation.rundir import length_tag, read_rows
+from chatqa.evaluation.rundir import length_tag, read_rows, rewrite_rows
 from chatqa.evaluation.stats import paired_difference, score_interval
 
 CSV_FIELDS = ("task", "length", "mode", "n", "n_scored", "score", "ci95_low", "ci95_high", "refused", "errors",
               "excluded", "reused", "input_tokens", "seconds_total", "seconds_prefill", "routes_long", "routes_rag",
-              "compute_seconds", "judge_score", "unanswerable_acc", "answerable_acc")  # fmt: skip
+              "compute_seconds", "judge_score", "unanswerable_acc", "answerable_acc", "gold_in_context",
+              "score_gold_in", "score_gold_out")  # fmt: skip
 
 MARKERS = ("o", "s", "^", "D")
 EXTRA_COLUMNS = (
     ("judge_score", "judge"),
     ("unanswerable_acc", "unanswerable acc"),
     ("answerable_acc", "answerable acc"),
+    ("gold_in_context", "gold in context %"),
+    ("score_gold_in", "score if in"),
+    ("score_gold_out", "score if not"),
 )
 SINGLE_ROUTES = ("rag", "long")
 # Metrics that are a lower bound of the official one (LongEval topics: containment vs LongChat's LLM judge).
@@ -88,9 +91,35 @@ def summarize(rows: list[dict[str, Any]], modes: list[str]) -> list[dict[str, An
             "routes": {route: sum(1 for r in ran if r["route"] == route) for route in ("long", "rag")},
             "compute_seconds": round(sum(r.get("compute_seconds", 0.0) for r in rs), 3),
             "judge_score": _mean(judged), "unanswerable_acc": _rate([bool(r.get("refusal")) for r in unans]),
-            "answerable_acc": _rate([not r.get("refusal") for r in ans]),
+            "answerable_acc": _rate([not r.get("refusal") for r in ans]), **context_split(rs),
         })  # fmt: skip
     return groups
+
+
+def context_split(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """How often the RAG context held an accepted answer (rows with ``gold_in_context``), and the score when it
+    did and when it did not: a retrieval miss caps the reader, a reading miss is the model's. ``None`` where no
+    row was checked (long context, map-reduce, metrics other than containment)."""
+    checked = [r for r in rows if r.get("gold_in_context") is not None and _scored(r)]
+    inside = [_value(r) for r in checked if r["gold_in_context"]]
+    outside = [_value(r) for r in checked if not r["gold_in_context"]]
+    return {"n_context_checked": len(checked), "gold_in_context": _rate([bool(r["gold_in_context"]) for r in checked]),
+            "score_gold_in": _mean(inside), "score_gold_out": _mean(outside)}  # fmt: skip
+
+
+def context_by_mode(rows: list[dict[str, Any]], modes: list[str]) -> list[dict[str, Any]]:
+    """:func:`context_split` per mode over every task, with the in-context rate's 95% interval: the retrieval
+    ceiling of the whole set in one line per mode."""
+    out = []
+    for mode in modes:
+        split = context_split([r for r in rows if r["mode"] == mode])
+        n = split["n_context_checked"]
+        if n:
+            ci = score_interval([100.0 * bool(r["gold_in_context"]) for r in rows if r["mode"] == mode
+                                 and r.get("gold_in_context") is not None and _scored(r)])  # fmt: skip
+            out.append({"mode": mode, **split, "gold_in_context_ci95": [round(ci[0], 2), round(ci[1], 2)] if ci
+                        else None})  # fmt: skip
+    return out
 
 
 def _per_sample(rows: list[dict[str, Any]], task: str, mode: str, length: int | None) -> dict[str, float]:
@@ -125,6 +154,54 @@ def compare(rows: list[dict[str, Any]], modes: list[str]) -> list[dict[str, Any]
     return out
 
 
+def _side(values: dict[Any, float]) -> dict[str, Any]:
+    ci = score_interval(list(values.values()))
+    return {"n": len(values), "score": _mean(list(values.values())),
+            "ci95": None if ci is None else [round(ci[0], 2), round(ci[1], 2)]}  # fmt: skip
+
+
+def compare_runs(a: Path, b: Path, mode: str) -> dict[str, Any]:
+    """Two run folders of one suite (two profiles, say), paired on the samples both scored in ``mode``: each
+    side's score with its 95% interval and the paired difference A - B, over all samples, over those with an
+    accepted answer (question sets: the not-in-book ones left out) and per task; plus seconds per answer and
+    model loading. Pairing is what makes a 100-question comparison of two models readable at all."""
+    runs = {}
+    for name, run in (("a", Path(a)), ("b", Path(b))):
+        if not (run / "config.json").is_file():
+            raise InputError(f"{run}: not a run folder (no config.json)")
+        config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+        rows = [r for r in dedupe(read_rows(run / "rows.jsonl", repair=False))[0] if r["mode"] == mode]
+        if not rows:
+            raise InputError(f"{run}: no {mode} rows")
+        runs[name] = (config, rows)
+    suites = {runs[k][0]["suite"]["name"] for k in runs}
+    if len(suites) != 1:
+        raise InputError(f"the runs are of different suites ({', '.join(sorted(suites))}): nothing to pair")
+
+    def values(rows: list[dict[str, Any]], keep: Any = None) -> dict[tuple[str, str], float]:
+        return {(r["task"], str(r["id"])): _value(r) for r in rows if _scored(r) and (keep is None or keep(r))}
+
+    def pair(keep: Any = None) -> dict[str, Any] | None:
+        va, vb = values(runs["a"][1], keep), values(runs["b"][1], keep)
+        common = set(va) & set(vb)
+        if not common:
+            return None
+        diff = paired_difference({f"{t}/{i}": va[t, i] for t, i in common}, {f"{t}/{i}": vb[t, i] for t, i in common})
+        return {"a": _side({k: va[k] for k in common}), "b": _side({k: vb[k] for k in common}), "paired": diff}
+
+    def cost(config: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+        secs = sorted(r["seconds"]["total"] for r in rows if r["route"] != "refused")
+        loads = [i["load_seconds"] for i in config.get("invocations", []) if i.get("load_seconds") is not None]
+        return {"profile": config["profile"]["name"], "generator": config["profile"]["generator"]["model"],
+                "median_seconds": secs[len(secs) // 2] if secs else None, "mean_seconds": _mean(secs),
+                "load_seconds": sorted(loads)[len(loads) // 2] if loads else None}  # fmt: skip
+
+    tasks = sorted({r["task"] for k in runs for r in runs[k][1]})
+    return {"suite": suites.pop(), "mode": mode, "a": cost(*runs["a"]), "b": cost(*runs["b"]), "all": pair(),
+            "answerable": pair(lambda r: bool(r.get("gold")) if isinstance(r.get("gold"), list) else True),
+            "tasks": {t: pair(lambda r, t=t: r["task"] == t) for t in tasks}}  # fmt: skip
+
+
 def rescore(run: Path) -> int:
     """Score a run folder's stored predictions again with the current scorers and its suite's metric (the
     predictions, and so the prompts that produced them, are unchanged); returns how many scores changed.
@@ -150,12 +227,7 @@ def rescore(run: Path) -> int:
             if new != r["score"]:
                 r.setdefault("score_before", r["score"])
                 r["score"], changed = new, changed + 1
-        tmp = run / "rows.jsonl.tmp"
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, run / "rows.jsonl")
+        rewrite_rows(run / "rows.jsonl", rows)
     return changed
 
 
@@ -172,7 +244,7 @@ def write_report(run: Path) -> dict[str, Any]:
         "errors": sum(g["errors"] for g in groups), "refused": sum(g["refused"] for g in groups),
         "compute_seconds": round(sum(r.get("compute_seconds", 0.0) for r in rows), 3),
         "load_seconds": round(sum(i.get("load_seconds", 0.0) for i in config.get("invocations", [])), 3),
-        "groups": groups, "comparisons": compare(rows, modes),
+        "groups": groups, "comparisons": compare(rows, modes), "context": context_by_mode(rows, modes),
     }  # fmt: skip
     (run / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     with (run / "summary.csv").open("w", newline="", encoding="utf-8") as handle:
@@ -286,6 +358,23 @@ def _comparison_lines(comparisons: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _context_lines(context: list[dict[str, Any]]) -> list[str]:
+    """Where RAG's misses come from: the answer was not in what the reader saw, or the reader missed it."""
+    if not context:
+        return []
+    lines = ["## Retrieval vs reading (RAG rows whose context was checked for an accepted answer)", "",
+             "| mode | rows checked | gold in context [95% CI] | score if in context | score if not |",
+             "|---|---:|---|---:|---:|"]  # fmt: skip
+    for c in context:
+        low, high = c["gold_in_context_ci95"] or (None, None)
+        ci = f" [{low:.1f}, {high:.1f}]" if low is not None else ""
+        cell = [f"{c[k]:.1f}" if c[k] is not None else "-" for k in ("score_gold_in", "score_gold_out")]
+        lines.append(f"| {c['mode']} | {c['n_context_checked']} | {c['gold_in_context']:.1f}%{ci} | {cell[0]} | "
+                     f"{cell[1]} |")  # fmt: skip
+    return [*lines, "", "*gold in context*: an accepted answer occurs (the suite's containment rule) in the chunks "
+            "the reader was given; it bounds what a perfect reader could score with this retrieval.", ""]  # fmt: skip
+
+
 def score_table(groups: list[dict[str, Any]], modes: list[str]) -> list[str]:
     """The at-a-glance table: one row per task and length, one column per mode."""
     lines = ["| task | length | " + " | ".join(modes) + " |", "|---|---:|" + "---:|" * len(modes)]
@@ -318,6 +407,7 @@ def _markdown(config: dict[str, Any], summary: dict[str, Any], rows: list[dict[s
         *[f"\n`{t}` is scored by {why}." for t, why in LOWER_BOUND.items() if any(g["task"] == t for g in groups)],
         "",
         *_comparison_lines(summary.get("comparisons", [])),
+        *_context_lines(summary.get("context", [])),
         "## Details", "", "| task | length | mode | n | score | 95% CI | refused | errors | excluded | reused | "
         "input tokens | s total | s prefill | routes long/rag | extra |",
         "|---|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|",

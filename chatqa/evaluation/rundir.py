@@ -182,6 +182,16 @@ def read_rows(path: Path, repair: bool = True) -> list[dict[str, Any]]:
     return rows
 
 
+def rewrite_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Replace rows.jsonl atomically (rescoring, backfilled diagnostics): a crash leaves the old file whole."""
+    tmp = path.with_suffix(".jsonl.tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
 class Appender:
     """Appends one JSON row per line and forces it to disk before the next sample starts."""
 

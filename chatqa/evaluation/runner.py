@@ -19,6 +19,7 @@ from chatqa.config import Config
 from chatqa.errors import ChatQAError, ContextTooLongError, InputError
 from chatqa.evaluation import rundir
 from chatqa.evaluation import suites as st
+from chatqa.evaluation.metrics import gold_in_context
 from chatqa.evaluation.metrics import score as score_metric
 from chatqa.evaluation.report import write_report
 from chatqa.executors import Executor, LocalExecutor, Work
@@ -89,6 +90,25 @@ def _blank_row(suite: st.Suite, sample: Any, mode: str, chunk_tokens: int, ask: 
     return row
 
 
+def ask_options(qa: Any, suite: st.Suite, sample: Any, mode: str, ask: dict[str, Any]) -> dict[str, Any]:
+    """The options one (sample, mode) row is asked with (route, budgets, the suite's prompt): one place, so a
+    diagnostic that rebuilds a row's prompt (eval/gold_in_context.py) asks exactly what the run asked."""
+    fmt, variant = qa.config.generator.prompt_format, ask.get("variant")
+    render = qa.generator.render_chat if fmt == "chat" else None
+    return {"mode": mode, "template": st.template_for(suite, sample, fmt, render, variant), "top_k": ask["top_k"],
+            "truncate": ask["truncate"], "max_new_tokens": st.max_new_tokens_for(suite, sample.task, fmt, variant),
+            "stop": st.stop_for(suite, sample, fmt, variant)}  # fmt: skip
+
+
+def context_fields(qa: Any, doc: Any, citations: list[dict[str, Any]], metric: str, gold: Any) -> dict[str, Any]:
+    """``gold_in_context`` of a RAG row: did the chunks the reader was given (its citations) hold an accepted
+    answer? Empty where the metric cannot tell (see :func:`~chatqa.evaluation.metrics.gold_in_context`)."""
+    by_id = {c.id: c for c in qa.chunks([doc])}
+    context = "\n".join(by_id[c["chunk"]].text for c in citations if c.get("chunk") in by_id)
+    got = gold_in_context(metric, context, gold)
+    return {} if got is None else {"gold_in_context": got}
+
+
 def run_one(qa: Any, suite: st.Suite, sample: Any, mode: str, cache: GenerationCache, ask: dict[str, Any]) -> dict:
     """One (sample, mode) row; every failure is caught here and recorded, so the run never drops a sample."""
     row = _blank_row(suite, sample, mode, qa.config.chunking.chunk_tokens, ask)
@@ -96,16 +116,14 @@ def run_one(qa: Any, suite: st.Suite, sample: Any, mode: str, cache: GenerationC
 
     cache.calls = []
     start = time.perf_counter()
-    fmt, variant = qa.config.generator.prompt_format, ask.get("variant")
+    doc = Document.from_text(sample.context, sample.id)
     try:
-        render = qa.generator.render_chat if fmt == "chat" else None
-        template = st.template_for(suite, sample, fmt, render, variant)
-        ans = qa.ask(st.question_for(suite, sample), docs=[Document.from_text(sample.context, sample.id)],
-                     messages=sample.messages, mode=mode, template=template, top_k=ask["top_k"],
-                     truncate=ask["truncate"], max_new_tokens=st.max_new_tokens_for(suite, sample.task, fmt, variant),
-                     stop=st.stop_for(suite, sample, fmt, variant))  # fmt: skip
+        ans = qa.ask(st.question_for(suite, sample), docs=[doc], messages=sample.messages,
+                     **ask_options(qa, suite, sample, mode, ask))  # fmt: skip
         row.update(_answer_fields(ans, cache))
         metric = st.metric_for(suite, sample.task)
+        if ans.route == "rag":
+            row.update(context_fields(qa, doc, ans.citations, metric, row["gold"]))
         got = score_metric(metric, ans.answer, row["gold"], **st.metric_kwargs_for(suite, sample))
         row["score"] = None if got is None else float(got)
         if got is None:

@@ -228,3 +228,33 @@ def test_chatrag_release_runs_end_to_end(qa: Any, tmp_path: Path) -> None:
     refused = any(phrase in rows[1]["prediction"].lower() for phrase in UNANSWERABLE_KEYPHRASES)  # upstream's rule
     assert g["unanswerable_acc"] == (100.0 if refused else 0.0), rows[1]["prediction"]
     assert g["score"] == pytest.approx(50 * (rows[0]["score"] + rows[1]["score"]), abs=0.01)  # rounded to 2 places
+
+
+def test_rag_rows_record_whether_the_answer_reached_the_reader(qa: Any, tmp_path: Path) -> None:
+    """A question set on a three-topic document, real embedder and index, top-1: the canal chunk holds one
+    accepted answer and not the other (which sits in the lighthouse chunk), and a not-in-book question has
+    nothing to find. This splits misses into retrieval and reading in the summary and report."""
+    canal = " ".join(f"Barge {i} carried coal past the Ashby mill along the canal towpath." for i in range(14))
+    light = " ".join(f"Lamp {i} of the lighthouse on the northern cliff was trimmed at dusk." for i in range(14))
+    bakery = " ".join(f"Loaf {i} came out of the village bakery oven before dawn." for i in range(14))
+    text = (f"{canal} The chief engineer of the canal was Josiah Wrenfield.\n\n{light} The lighthouse keeper "
+            f"was Tobias Quill.\n\n{bakery}\n")  # fmt: skip
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "doc.txt").write_text(text)
+    ask = "Who was the chief engineer of the canal?"
+    questions = [{"id": "q1", "doc": "d", "question": ask, "answers": ["Josiah Wrenfield"]},
+                 {"id": "q2", "doc": "d", "question": ask, "answers": ["Tobias Quill"]},
+                 {"id": "q3", "doc": "d", "question": "What was the baker's dog called?", "answers": []}]  # fmt: skip
+    (tmp_path / "q.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions))
+    suite = tmp_path / "tiny-qa.yaml"
+    suite.write_text("name: tiny-qa\nsource: question_set\nargs: {path: q.jsonl, docs: {d: 'data:doc.txt'}}\n"
+                     "metric: qa:contains\ngold: answers\nmax_new_tokens: 16\n")  # fmt: skip
+    result = run_suite(str(suite), qa=qa, out=tmp_path / "runs", data_dir=tmp_path / "data", modes=["rag"], top_k=1)
+    rows = {r["id"]: r for r in rows_of(result.run_dir)}
+    assert all(r["route"] == "rag" and r["k"] == 1 for r in rows.values())
+    assert rows["q1"]["gold_in_context"] is True and rows["q2"]["gold_in_context"] is False
+    assert "gold_in_context" not in rows["q3"]
+    (line,) = result.summary["context"]
+    assert line["n_context_checked"] == 2 and line["gold_in_context"] == 50.0
+    assert line["score_gold_out"] == 100 * rows["q2"]["score"]
+    assert "Retrieval vs reading" in (result.run_dir / "report.md").read_text()

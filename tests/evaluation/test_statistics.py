@@ -170,3 +170,71 @@ def test_rescore_applies_the_current_scorer_to_stored_predictions(tmp_path: Path
     assert rescore(run) == 1
     rows = [json.loads(line) for line in (run / "rows.jsonl").read_text().splitlines()]
     assert [r["score"] for r in rows] == [1.0, 1.0] and rows[0]["score_before"] == 0.0 and "score_before" not in rows[1]
+
+
+def test_gold_in_context_uses_the_suites_containment_rule() -> None:
+    from chatqa.evaluation.metrics import gold_in_context
+
+    assert gold_in_context("qa:contains", "'Dinah'll miss me very much to-night!'", ["Dinah"]) is True
+    assert gold_in_context("qa:contains", "The bridge has eleven arches.", ["11"]) is True  # number words
+    assert gold_in_context("qa:contains", "Alice's cat", ["Dinah"]) is False
+    assert gold_in_context("qa:contains", "anything", []) is None  # not in the book: nothing to find
+    assert gold_in_context("chatrag:quac", "anything", ["anything"]) is None  # F1: containment says nothing
+
+
+def test_rag_context_split_separates_retrieval_misses_from_reading_misses(tmp_path: Path) -> None:
+    rows = [row(0, "rag", 1.0, gold_in_context=True), row(1, "rag", 0.0, gold_in_context=True),
+            row(2, "rag", 1.0, gold_in_context=True), row(3, "rag", 0.0, gold_in_context=False),
+            row(4, "rag", 0.0), row(5, "long", 1.0)]  # fmt: skip  # s4: not checked (e.g. not in the book)
+    rag, long = summarize(rows, ["rag", "long"])
+    assert rag["n_context_checked"] == 4 and rag["gold_in_context"] == 75.0
+    assert rag["score_gold_in"] == pytest.approx(66.67, abs=0.01) and rag["score_gold_out"] == 0.0
+    assert long["n_context_checked"] == 0 and long["gold_in_context"] is None and long["score_gold_in"] is None
+    run = _prepare(tmp_path)
+    (run / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows if r["mode"] == "rag"))
+    (line,) = write_report(run)["context"]
+    assert line["mode"] == "rag" and line["gold_in_context"] == 75.0
+    assert line["gold_in_context_ci95"] == [pytest.approx(30.06, abs=0.01), pytest.approx(95.44, abs=0.01)]
+    report = (run / "report.md").read_text()
+    assert "Retrieval vs reading" in report and "| rag | 4 | 75.0% [30.1, 95.4] | 66.7 | 0.0 |" in report
+
+
+def test_context_fields_read_the_cited_chunks_only() -> None:
+    from chatqa.chunking import Chunk
+    from chatqa.evaluation.runner import context_fields
+
+    class StubChunkSource:
+        """Stands in for ChatQA.chunks only (pure logic: no model, no generator)."""
+
+        def chunks(self, docs: list) -> list[Chunk]:
+            return [Chunk(i, 0, "d", 0, 1, i + 1, i + 1, 3, text) for i, text in
+                    enumerate(["The engineer was Josiah Wrenfield.", "Tobias Quill kept the light."])]  # fmt: skip
+
+    cite, src = [{"chunk": 0, "doc": "d", "lines": [1, 1]}], StubChunkSource()
+    assert context_fields(src, None, cite, "qa:contains", ["Josiah Wrenfield"]) == {"gold_in_context": True}
+    assert context_fields(src, None, cite, "qa:contains", ["Tobias Quill"]) == {"gold_in_context": False}
+    assert context_fields(src, None, cite, "qa:contains", []) == {}
+
+
+def test_compare_runs_pairs_two_folders_on_common_samples(tmp_path: Path) -> None:
+    from chatqa.evaluation.report import compare_runs
+
+    a, b = _prepare(tmp_path / "a"), _prepare(tmp_path / "b")
+    rows_a = [row(i, "rag", 1.0, gold=["x"]) for i in range(4)] + [row(4, "rag", 1.0, gold=[])]
+    rows_b = [row(i, "rag", 1.0 if i == 0 else 0.0, gold=["x"]) for i in range(4)] + [row(4, "rag", 0.0, gold=[])]
+    rows_b.append(row(9, "rag", 1.0, gold=["x"]))  # only in B: not paired
+    for run, rows in ((a, rows_a), (b, rows_b)):
+        (run / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    c = compare_runs(a, b, "rag")
+    assert c["all"]["paired"]["n"] == 5 and c["all"]["paired"]["diff"] == 80.0 and c["all"]["paired"]["wins"] == 4
+    assert c["answerable"]["paired"]["n"] == 4 and c["answerable"]["a"]["score"] == 100.0
+    low, high = c["answerable"]["b"]["ci95"]
+    assert c["answerable"]["b"]["score"] == 25.0 and low < 25.0 < high
+    assert c["a"]["median_seconds"] == 1.0 and c["tasks"]["passkey"]["paired"]["n"] == 5
+    with pytest.raises(InputError, match="no long rows"):
+        compare_runs(a, b, "long")
+    cli = [sys.executable, "-m", "chatqa.cli", "eval", "compare"]
+    out = subprocess.run([*cli, str(a), str(b)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0 and "| answerable | 4 | 100.0 [" in out.stdout and "+75.0 [" in out.stdout
+    bad = subprocess.run([*cli, str(a), str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "not a run folder" in bad.stderr
