@@ -87,6 +87,9 @@ class MapReduceConfig:
     reduce_max_new_tokens: int = 192  # each intermediate merge of notes; the final answer uses the answer budget
     section_tokens: int | None = None  # cap on document tokens per map call; None: what the window leaves
     max_map_calls: int | None = None  # refuse documents needing more map calls (--max-map-calls)
+    # Invite "NONE" for sections with nothing on the question: shorter notes for a model that judges relevance,
+    # every section dropped for one that does not (the embedded 0.5B: see MAP_INSTRUCTION in chatqa/prompting.py).
+    none_reply: bool = False
 
 
 @dataclass

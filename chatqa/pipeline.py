@@ -423,7 +423,7 @@ class ChatQA:
         cfg, nominal = self.config, self._window()
         fmt = cfg.generator.prompt_format
         prompts = MapReducePrompts(fmt, self._render_chat() if fmt == "chat" else None, list(request.history),
-                                   request.template, list(request.stop))  # fmt: skip
+                                   request.template, list(request.stop), cfg.mapreduce.none_reply)  # fmt: skip
         effective = cfg.generator.effective_window
         window = min(effective, nominal) if effective else nominal  # 0: trusts no length
         map_overhead, reduce_overhead = mapreduce.overheads(prompts, self.tokenizer.count, request.question)

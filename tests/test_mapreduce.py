@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from chatqa.chunking import Chunk
-from chatqa.config import GeneratorConfig
+from chatqa.config import Config, ConfigError, GeneratorConfig
 from chatqa.generation import Generation, Generator
 from chatqa.mapreduce import (
     MapReduceError,
@@ -24,7 +24,7 @@ from chatqa.mapreduce import (
     reduce_schedule,
     run,
 )
-from chatqa.prompting import COMBINE_INSTRUCTION, MAP_INSTRUCTION, MapReducePrompts
+from chatqa.prompting import COMBINE_INSTRUCTION, MAP_INSTRUCTION, MAP_NONE, MapReducePrompts
 
 
 def count(text: str) -> int:
@@ -214,6 +214,24 @@ def test_map_prompts_put_the_section_first_and_pass_it_as_the_reusable_prefix() 
         assert call["prefix"] is not None and call["prefix"].strip().endswith(section.text.strip())
         assert call["prompt"].index(section.text) < call["prompt"].index("Who?")
     assert gen.calls[-1]["prefix"] is None  # notes differ per question: nothing to keep
+
+
+def test_map_prompts_offer_none_only_where_the_profile_says_so() -> None:
+    """The embedded 0.5B answered NONE to every Moby-Dick section when offered it, so NONE is opt-in."""
+    section = "Call me Ishmael. Some years ago I went to sea."
+    plain = MapReducePrompts("completion").map(section, "Who narrates the story?").text
+    offered = MapReducePrompts("completion", none_reply=True).map(section, "Who narrates the story?").text
+    assert MAP_INSTRUCTION in plain and MAP_NONE not in plain
+    assert MAP_NONE in offered
+    for text in (plain, offered):  # the section stays first: its KV prefix serves every question
+        assert text.index(section) < text.index("Who narrates the story?")
+
+
+def test_none_reply_is_a_profile_setting() -> None:
+    assert Config().mapreduce.none_reply is False
+    assert Config().replace(**{"mapreduce.none_reply": True}).mapreduce.none_reply is True
+    with pytest.raises(ConfigError):
+        Config().replace(**{"mapreduce.none_reply": "sometimes"})
 
 
 def test_a_document_of_one_section_is_one_call() -> None:
