@@ -79,9 +79,54 @@ def test_a_second_question_reuses_the_sections_kv_prefixes(tmp_path: Path) -> No
     assert first.usage["map_calls"] >= 2 and first.usage["map_calls"] == second.usage["map_calls"]
     m1, m2 = first.usage["stages"]["map"], second.usage["stages"]["map"]
     assert m1["cached_tokens"] == 0
-    # every full section's prefix came from the store (a short last one may be under the store's 1,024 minimum;
-    # a stored prefix is cut to a multiple of llama.cpp's 512-token batch, so the rest of a section is recomputed)
-    assert m2["cached_tokens"] >= 1024 * (second.usage["map_calls"] - 1)
+    # every section's prefix came from the store, whole: each map call read only its instruction and question
+    assert m2["prompt_tokens"] - m2["cached_tokens"] <= 100 * second.usage["map_calls"]
+
+
+def test_default_profile_second_question_restores_every_section_and_answers_as_a_cold_run(tmp_path: Path) -> None:
+    """The shipped default (Qwen2.5-Coder-0.5B, effective window 1,024): sections of at most ~780 tokens, each
+    stored whole by the first question (not cut to llama.cpp's 512-token batch, which would keep 512). The
+    second question restores every one, in the same process and in a new one, and its greedy map answers and
+    final answer are those of a cold run with no store (every read breaks its batches at the prefix's end)."""
+    from chatqa.generation import load_generator
+
+    text = SAMPLE.read_text(encoding="utf-8")
+    doc = Document.from_text(text[: text.rfind("\n\n", 0, 6500)], "harrow-part.txt")  # ~1,500 tokens: 2+ sections
+    opts = {"mapreduce.map_max_new_tokens": 24}
+    q1, q2 = "Summarise the whole text.", "Who built the canal?"
+
+    def ask(qa: ChatQA, question: str) -> tuple:
+        ans = qa.ask(question, docs=[doc], mode="map-reduce", max_new_tokens=24)
+        return ans, [p["answer"] for p in ans.partials]
+
+    first = ChatQA.from_profile("default", home=str(tmp_path), **opts)
+    try:
+        cold1, _ = ask(first, q1)
+        same, same_partials = ask(first, q2)
+    finally:
+        first.close()
+    second = ChatQA.from_profile("default", home=str(tmp_path), **opts)
+    try:
+        new, new_partials = ask(second, q2)
+    finally:
+        second.close()
+    config = ChatQA.from_profile("default", home=str(tmp_path), **opts).config
+    control = ChatQA(config, generator=load_generator(config.generator))  # no state_dir: no store, a cold read
+    try:
+        cold, cold_partials = ask(control, q2)
+    finally:
+        control.close()
+    calls = cold1.usage["map_calls"]
+    assert calls >= 2 and cold1.usage["stages"]["map"]["cached_tokens"] == 0
+    for ans in (same, new):
+        m = ans.usage["stages"]["map"]
+        assert ans.usage["map_calls"] == calls
+        # only each call's instruction and question were read: a prefix cut to a multiple of llama.cpp's 512-token
+        # batch would have left 100-300 tokens of every section to read again
+        assert m["prompt_tokens"] - m["cached_tokens"] <= 100 * calls
+    assert cold.usage["stages"]["map"]["cached_tokens"] == 0
+    assert same_partials == new_partials == cold_partials
+    assert same.answer == new.answer == cold.answer
 
 
 def test_max_map_calls_refuses_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,8 +3,10 @@
 Greedy decoding is written out (not ``create_completion``) so prefill and decode are timed apart and the
 prompt is tokenized exactly once. llama-cpp-python keeps the last prompt's KV state and reuses its longest
 common prefix, so a second question on the same document only pays for the new tokens. With a
-:class:`~chatqa.kvcache.KVStore` attached (``kv_store``) and the prompt's shared ``prefix`` given, long document
-prefixes are also saved to disk and restored in a later process instead of being recomputed.
+:class:`~chatqa.kvcache.KVStore` attached (``kv_store``) and the prompt's shared ``prefix`` given, document
+prefixes (a map-reduce section, a whole document) are also saved to disk and restored in a later process
+instead of being recomputed. Every read of a prompt follows one batch schedule (:meth:`LlamaCppGenerator._cuts`),
+so reuse never changes an output token.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from chatqa.generation import Generation, Generator, StopScanner
 from chatqa.kvcache import KVStore, load_llama_state, save_llama_state
 from chatqa.weights import resolve
 
-KV_MIN_TOKENS = 1024  # below this, recomputing is about as fast as reading a state from disk
+# Shorter shared prefixes are not stored. Not a speed threshold: on Qwen2.5-0.5B (2 cores) recomputing 64 tokens
+# took 0.38 s against 15 ms to save and restore their state (benchmarks/results/kv_prefix.json); below 64 a
+# recompute costs too little to be worth a file.
+KV_MIN_TOKENS = 64
 KV_SAFETY_TOKENS = 2  # the last prefix tokens may merge with the question's first ones when tokenized together
 ROPE_TYPES = {"none": 0, "linear": 1, "yarn": 2}
 
@@ -130,6 +135,8 @@ class LlamaCppGenerator(Generator):
         # cold run), but not for sliding-window ones: on Gemma 3 a restored prefix changed the next answer
         # (tests/test_kvcache.py). Those keep the in-memory reuse only, which stays exact.
         self.disk_state_exact = not any(k.endswith(".attention.sliding_window") for k in self.llm.metadata)
+        self._held_cut = 0  # the prefix cut the held state was read with (see _cuts)
+        self._held_prompt = 0  # prompt tokens of the held state; the tokens after them were generated
 
     def render_chat(self, messages: list[dict[str, str]]) -> str:
         rendered = self.tokenizer.render_chat(messages)
@@ -147,13 +154,15 @@ class LlamaCppGenerator(Generator):
         ids = self.tokenizer.encode(prompt, add_bos=True)
         self.check_fits(len(ids), max_new_tokens, self.llm.n_ctx())
         start = time.perf_counter()  # prefill includes restoring or saving a disk state
-        cached = self._align_reuse(ids)
+        cut = self._prefix_cut(ids, prefix)
+        cached = self._align_reuse(ids, cut)
         self.kv_event = None
-        if prefix and self.kv_store is not None and self.kv_store.enabled and self.disk_state_exact:
-            from_store = self._prefix_from_store(ids, prefix, on_prefill)
-            cached = cached if from_store is None else from_store
-        if on_prefill is not None:
-            self._prefill(ids, on_prefill)
+        self._held_prompt = 0  # until this prompt is read: a failed read leaves nothing reusable behind
+        store = self.kv_store
+        if cut >= KV_MIN_TOKENS and store is not None and store.enabled and self.disk_state_exact and cached < cut:
+            cached = self._prefix_from_store(ids, cut, on_prefill)
+        self._prefill(ids, cut, on_prefill)
+        self._held_cut, self._held_prompt = cut, len(ids)
         scanner = StopScanner(stop, on_text)
         out: list[int] = []
         text, finish = "", "length"
@@ -180,42 +189,88 @@ class LlamaCppGenerator(Generator):
         end = time.perf_counter()
         return Generation(text.strip(), len(ids), len(out), first - start, end - first, finish, cached)
 
-    def _align_reuse(self, ids: list[int]) -> int:
-        """Keep only a multiple of the batch size of the held KV state before generating.
+    def _prefix_cut(self, ids: list[int], prefix: str | None) -> int:
+        """Where the prompt's shared prefix ends in its tokens (0: no prefix): a batch boundary of every read of
+        this prompt, so that the prefix's KV state is the same whether it was computed cold, restored from disk
+        or kept in memory. Its last :data:`KV_SAFETY_TOKENS` tokens are left out: they may tokenize differently
+        where the prefix meets the question."""
+        if not prefix:
+            return 0
+        n = 0
+        for a, b in zip(self.tokenizer.encode(prefix, add_bos=True), ids, strict=False):
+            if a != b:
+                break
+            n += 1
+        return max(0, min(n - KV_SAFETY_TOKENS, len(ids) - 1))
 
-        llama.cpp's numbers depend on how the prompt is cut into batches; reusing a prefix that ends mid-batch
-        shifts every later batch boundary, and greedy answers can change (measured: an 8K-token document gave a
-        different second answer). Cut at a batch boundary, the suffix is evaluated in exactly the batches of a
-        cold run, so reuse is invisible in the output."""
-        common = self._common_prefix(ids)
-        aligned = common - common % self.llm.n_batch
+    def _cuts(self, begin: int, end: int, cut: int) -> list[int]:
+        """The batch ends of a read of ``[begin, end)``: every multiple of ``n_batch``, the prefix ``cut``, ``end``.
+
+        llama.cpp's numbers depend on how a prompt is cut into batches (measured: an 8K-token document gave a
+        different second answer when a reused prefix shifted the later boundaries). Every read of a prompt
+        follows this one schedule, from the start or from any of its boundaries, so a reused prefix (in memory
+        or from disk) leaves exactly the batches of a cold read: reuse is invisible in the output. The prefix
+        boundary lets a state end where the prefix ends, not at the multiple of ``n_batch`` below it (a 780-token
+        map section would keep 512)."""
+        step, out, pos = self.llm.n_batch, [], begin
+        while pos < end:
+            nxt = min(end, (pos // step + 1) * step)
+            if pos < cut < nxt:
+                nxt = cut
+            out.append(nxt)
+            pos = nxt
+        return out
+
+    def _align_reuse(self, ids: list[int], cut: int) -> int:
+        """Keep only as much of the held KV state as a cold read of this prompt would have computed in the same
+        batches (see :meth:`_cuts`); returns the tokens kept.
+
+        The held state was read with its own prefix cut: a position is safe to reuse when it is a boundary of
+        the new prompt's schedule and both schedules have the same boundaries before it (the multiples of
+        ``n_batch``, and the same prefix cut or none). The answer the held state generated (one token per call)
+        is never reused."""
+        common = min(self._common_prefix(ids), self._held_prompt)
+        step = self.llm.n_batch
+        old = self._held_cut if self._held_cut % step else 0  # a cut on a multiple of n_batch adds no boundary
+        new = cut if cut % step else 0
+
+        def same_before(p: int) -> bool:
+            return (old if 0 < old <= p else 0) == (new if 0 < new <= p else 0)
+
+        candidates = [*range(common - common % step, 0, -step), *([new] if 0 < new <= common else [])]
+        aligned = max((p for p in candidates if same_before(p)), default=0)
         if aligned < self.llm.n_tokens:
             self.llm.n_tokens = aligned  # llama-cpp-python then matches at most this much and recomputes the rest
         return aligned
 
-    def _prefill(self, ids: list[int], on_prefill: Callable[[int, int], None]) -> None:
-        """Read the prompt one batch at a time, reporting each, so a terminal can show progress and an ETA.
+    def _prefill(self, ids: list[int], cut: int, on_prefill: Callable[[int, int], None] | None) -> None:
+        """Read the prompt in the batches of :meth:`_cuts`, reporting each when asked (a terminal's progress
+        bar and ETA).
 
-        This is what ``Llama.generate`` would do itself, in the same batches: it keeps the longest prefix of
-        the tokens it holds and evaluates the rest in ``n_batch`` pieces from there. Evaluated here first, the
-        whole prompt is that prefix and ``generate`` samples from it at once: the same decode calls, the
-        same numbers, nothing evaluated twice (tests/generation/test_llamacpp_prefill.py)."""
+        ``Llama.generate`` would read the rest itself, but in ``n_batch`` pieces from wherever the held prefix
+        ends, which is not the schedule after a prefix cut. Read here, the whole prompt is held and ``generate``
+        samples from it at once: nothing is evaluated twice (tests/generation/test_llamacpp_prefill.py)."""
         held = self._held_prefix(ids)
-        if held >= len(ids):  # all of it is held: generate replays one token, nothing to show
+        if held >= len(ids):  # all of it is held: generate replays one token, nothing to read
             return
-        base = 0 if self.kv_event is not None and self.kv_event.get("event") == "miss" else held
-        self._eval_batches(ids, held, len(ids), lambda pos: on_prefill(pos - base, len(ids) - base))
+        report = None
+        if on_prefill is not None:
+            base = 0 if self.kv_event is not None and self.kv_event.get("event") == "miss" else held
+            report = lambda pos: on_prefill(pos - base, len(ids) - base)  # noqa: E731
+        self._eval_batches(ids, held, len(ids), cut, report)
 
-    def _eval_batches(self, ids: list[int], begin: int, end: int, report: Callable[[int], None] | None) -> None:
-        """Evaluate ``ids[begin:end]`` after the first ``begin`` held tokens, one ``n_batch`` piece per call."""
+    def _eval_batches(self, ids: list[int], begin: int, end: int, cut: int,
+                      report: Callable[[int], None] | None) -> None:  # fmt: skip
+        """Evaluate ``ids[begin:end]`` after the first ``begin`` held tokens, one batch of :meth:`_cuts` per call."""
         self.llm.n_tokens = begin  # eval() drops the KV cells past it
-        step = self.llm.n_batch
         if report is not None:
             report(begin)
-        for i in range(begin, end, step):
-            self.llm.eval(ids[i : min(end, i + step)])
+        pos = begin
+        for nxt in self._cuts(begin, end, cut):
+            self.llm.eval(ids[pos:nxt])
+            pos = nxt
             if report is not None:
-                report(min(end, i + step))
+                report(nxt)
 
     def _held_prefix(self, ids: list[int]) -> int:
         """The prefix ``Llama.generate`` keeps: the held tokens that match the prompt (all of it may match)."""
@@ -245,25 +300,11 @@ class LlamaCppGenerator(Generator):
             "llama_cpp": llama_cpp.__version__,
         }
 
-    def _prefix_from_store(
-        self, ids: list[int], prefix: str, on_prefill: Callable[[int, int], None] | None = None
-    ) -> int | None:
-        """Put the state of the prompt's shared prefix in place, from disk if stored, else compute and store it.
-
-        Returns the prompt tokens not computed by this call, or None when the store was not used. The prefix is
-        cut to a multiple of the batch size, so a restored run evaluates the same batches as a cold one and greedy
-        outputs stay identical.
-        """
-        pre = self.tokenizer.encode(prefix, add_bos=True)
-        n = 0
-        for a, b in zip(pre, ids, strict=False):
-            if a != b:
-                break
-            n += 1
-        n = min(n - KV_SAFETY_TOKENS, len(ids) - 1)
-        n -= n % self.llm.n_batch
-        if n < KV_MIN_TOKENS or self._common_prefix(ids) >= n:
-            return None  # too short to pay off, or already in memory
+    def _prefix_from_store(self, ids: list[int], n: int, on_prefill: Callable[[int, int], None] | None = None) -> int:
+        """Put the state of the prompt's first ``n`` tokens (its shared prefix, up to the cut) in place: from
+        disk if stored, else computed from nothing and stored. Returns the prompt tokens not computed by this
+        call. Computed or restored, the state was read in the batches of a cold read (:meth:`_cuts`), so greedy
+        outputs are identical either way."""
         store = self.kv_store
         assert store is not None
         key = store.key(self._fingerprint(), ids[:n])
@@ -274,7 +315,7 @@ class LlamaCppGenerator(Generator):
             self.kv_event = {"event": "hit", "tokens": n, "bytes": entry.bytes, "restore_s": restore_s}
             return n
         self.llm.reset()  # a stored state is always a cold evaluation of exactly these tokens
-        self._eval_batches(ids, 0, n, None if on_prefill is None else lambda pos: on_prefill(pos, len(ids)))
+        self._eval_batches(ids, 0, n, n, None if on_prefill is None else lambda pos: on_prefill(pos, len(ids)))
         t1 = time.perf_counter()
         state = save_llama_state(self.llm)
         path = store.put(key, ids[:n], state, {"model": os.path.basename(self._path), "n_ctx": self.llm.n_ctx()})
