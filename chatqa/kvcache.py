@@ -8,6 +8,12 @@ also copies a logits buffer (512 x vocab floats, 512 MB for Gemma) that a prefix
 Writes are atomic (temp file + ``os.replace``) under a file lock; the total size is capped with least-recently
 used eviction (a hit touches the file's mtime). ``CHATQA_KV_MAX_BYTES=0`` turns the store off.
 
+A store never evicts an entry that it (this process) wrote or restored itself: map-reduce stores every section
+of a book in document order and reads them back in the same order, and under plain LRU a book larger than the
+cap would evict each section just before the next question needs it, so nothing would ever be reused. When the
+cap is full of this process's own entries, further prefixes are not stored (one notice): a book over the cap
+keeps its first sections rather than none.
+
 A restored state is trusted blindly by llama.cpp: a few damaged bytes in it give garbage answers with no error.
 Each entry therefore carries an xxh3-128 checksum of its token ids and state, verified on every load (about
 10 GB/s, so 15 ms for a 140 MB state); a mismatch deletes the entry, says so once, and the prefix is recomputed.
@@ -68,6 +74,8 @@ class KVStore:
     def __init__(self, root: Path, max_bytes: int | None = None) -> None:
         self.root = Path(root)
         self.max_bytes = default_max_bytes() if max_bytes is None else max_bytes
+        self._mine: set[Path] = set()  # entries this store wrote or restored: never evicted by its own writes
+        self.skipped = 0  # puts refused because only this store's own entries could have made room
 
     @property
     def enabled(self) -> bool:
@@ -102,6 +110,7 @@ class KVStore:
         if ids is not None and entry.ids != list(ids):
             return None
         os.utime(path)
+        self._mine.add(path)
         entry.last_used = time.time()
         return entry
 
@@ -117,6 +126,14 @@ class KVStore:
             return None
         path = self.path(key)
         with self._lock():
+            if not self._room(path, size):
+                self.skipped += 1
+                if self.skipped == 1:
+                    notice(
+                        f"KV cache is full ({self.max_bytes / 1024**3:.1f} GiB) of states this run stored or "
+                        "reused: further prefixes are not stored; raise CHATQA_KV_MAX_BYTES to keep them all"
+                    )
+                return None
             tmp = self.root / f".{key}.{os.getpid()}.tmp"
             try:
                 with open(tmp, "wb") as handle:
@@ -126,17 +143,32 @@ class KVStore:
                 os.replace(tmp, path)
             finally:
                 tmp.unlink(missing_ok=True)
+            self._mine.add(path)
             self._evict(keep=path)
         return path
 
+    def _sizes(self) -> dict[Path, int]:
+        out = {}
+        for p in self.root.glob(f"*{SUFFIX}"):
+            with contextlib.suppress(FileNotFoundError):  # removed meanwhile by another process
+                out[p] = p.stat().st_size
+        return out
+
+    def _room(self, path: Path, size: int) -> bool:
+        """Whether ``size`` more bytes fit under the cap once every entry that is not this store's own is
+        evicted (called under the lock)."""
+        own = sum(n for p, n in self._sizes().items() if p in self._mine and p != path)
+        return own + size <= self.max_bytes
+
     def _evict(self, keep: Path | None = None) -> list[Path]:
+        """Least recently used first, never this store's own entries (see the module docstring)."""
         files = sorted(self.root.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime)
         total = sum(p.stat().st_size for p in files)
         removed = []
         for p in files:
             if total <= self.max_bytes:
                 break
-            if p == keep:
+            if p == keep or p in self._mine:
                 continue
             total -= p.stat().st_size
             p.unlink(missing_ok=True)
