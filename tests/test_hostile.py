@@ -278,7 +278,8 @@ def test_a_damaged_kv_entry_through_ask_is_one_notice_and_the_same_answer(cli) -
     (entry,) = list((cli.home / "kv").glob("*.kv"))
     data = bytearray(entry.read_bytes())
     for at in range(len(data) // 4, len(data), 256 * 1024):  # 8 KiB every 256 KiB of the state, as in the issue
-        data[at : at + 8192] = bytes(8192)
+        data[at : at + 8192] = bytes(len(data[at : at + 8192]))  # never past the end: the size must stay the same
+    assert len(data) == entry.stat().st_size
     damaged = bytes(data)
     entry.write_bytes(damaged)
 
