@@ -39,6 +39,7 @@ from chatqa.prompting import (
     fill_template,
     format_chunks,
     format_documents,
+    shared_cut,
     truncate_middle,
 )
 from chatqa.retrieval import Hit, search
@@ -485,8 +486,8 @@ def answer_long(qa: ChatQA, request: Request, plan: Plan, timer: Timer, on_text:
     question on the document."""
     context, truncated = plan.context, False
     if plan.route.truncate and plan.doc_tokens > plan.room:
-        tok, half = qa.tokenizer, plan.room // 2
-        kept = truncate_middle(tok.encode(context), plan.room)
+        tok, cut = qa.tokenizer, shared_cut(plan.room)
+        kept, half = truncate_middle(tok.encode(context), cut), cut // 2
         context, truncated = tok.decode(kept[:half]) + tok.decode(kept[half:]), True
     prompt = plan.frame.fill(context)
     prefix = prompt.text[: prompt.context_chars]  # shared by every question on this document

@@ -4,6 +4,7 @@ Retrieval, chunking and the tokenizer are the real embedded ones."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -13,6 +14,7 @@ from chatqa.config import GeneratorConfig
 from chatqa.errors import ContextTooLongError, InputError
 from chatqa.generation import Generation, Generator
 from chatqa.ingest import Document
+from chatqa.prompting import shared_cut
 from tests.conftest import SAMPLE
 
 
@@ -88,6 +90,22 @@ def test_long_refuses_a_document_that_does_not_fit_unless_truncation_is_asked(fa
     text = SAMPLE.read_text()
     assert text[:200].strip()[:100] in gen.prompts[0] and text.rstrip()[-100:] in gen.prompts[0]
     assert qa.tokenizer.count(gen.prompts[0]) <= 3000
+
+
+def test_the_middle_cut_is_the_same_for_questions_of_different_lengths(fake_qa) -> None:
+    """The document part of a truncated long prompt is the KV prefix every question on it shares."""
+    qa, gen = fake_qa(["x", "y"], window=3000)
+    qa.ask("Who?", docs=[SAMPLE], mode="long", truncate="middle")
+    qa.ask("Who designed the aqueduct that carries the canal over the river, and when?", docs=[SAMPLE],
+           mode="long", truncate="middle")  # fmt: skip
+    shared = os.path.commonprefix(gen.prompts[:2])
+    assert SAMPLE.read_text().rstrip()[-100:] in shared  # head and tail both identical
+
+
+@pytest.mark.parametrize(("room", "cut"), [(31_900, 31_744), (31_744, 31_744), (2_047, 2_047), (2_048, 2_048),
+                                           (2_100, 2_048)])  # fmt: skip
+def test_shared_cut_rounds_large_rooms_down_to_512(room: int, cut: int) -> None:
+    assert shared_cut(room) == cut
 
 
 def test_multi_turn_query_carries_earlier_user_turns(fake_qa) -> None:
