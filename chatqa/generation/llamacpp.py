@@ -121,6 +121,16 @@ def llama_settings(threads: int, n_ctx: int) -> dict[str, object]:
     }
 
 
+def _matching(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens two token sequences share."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 class LlamaCppGenerator(Generator):
     kv_store: KVStore | None = None  # set by load_generator(state_dir=); None keeps prefixes in memory only
     kv_event: dict[str, object] | None = None  # what the store did on the last call (hit/miss, sizes, seconds)
@@ -196,11 +206,7 @@ class LlamaCppGenerator(Generator):
         where the prefix meets the question."""
         if not prefix:
             return 0
-        n = 0
-        for a, b in zip(self.tokenizer.encode(prefix, add_bos=True), ids, strict=False):
-            if a != b:
-                break
-            n += 1
+        n = _matching(self.tokenizer.encode(prefix, add_bos=True), ids)
         return max(0, min(n - KV_SAFETY_TOKENS, len(ids) - 1))
 
     def _cuts(self, begin: int, end: int, cut: int) -> list[int]:
@@ -274,12 +280,7 @@ class LlamaCppGenerator(Generator):
 
     def _held_prefix(self, ids: list[int]) -> int:
         """The prefix ``Llama.generate`` keeps: the held tokens that match the prompt (all of it may match)."""
-        n = 0
-        for a, b in zip(self.llm._input_ids, ids, strict=False):  # _input_ids: the n_tokens held, none after reset
-            if a != b:
-                break
-            n += 1
-        return n
+        return _matching(self.llm._input_ids, ids)  # _input_ids: the n_tokens held, none after reset
 
     def _common_prefix(self, ids: list[int]) -> int:
         """How many prompt tokens llama.cpp will reuse from the state it holds (for the usage report): the held
