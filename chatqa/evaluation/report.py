@@ -96,11 +96,16 @@ def summarize(rows: list[dict[str, Any]], modes: list[str]) -> list[dict[str, An
     return groups
 
 
+def _context_checked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Scored rows whose RAG context was checked for an accepted answer."""
+    return [r for r in rows if r.get("gold_in_context") is not None and _scored(r)]
+
+
 def context_split(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """How often the RAG context held an accepted answer (rows with ``gold_in_context``), and the score when it
     did and when it did not: a retrieval miss caps the reader, a reading miss is the model's. ``None`` where no
     row was checked (long context, map-reduce, metrics other than containment)."""
-    checked = [r for r in rows if r.get("gold_in_context") is not None and _scored(r)]
+    checked = _context_checked(rows)
     inside = [_value(r) for r in checked if r["gold_in_context"]]
     outside = [_value(r) for r in checked if not r["gold_in_context"]]
     return {"n_context_checked": len(checked), "gold_in_context": _rate([bool(r["gold_in_context"]) for r in checked]),
@@ -112,11 +117,10 @@ def context_by_mode(rows: list[dict[str, Any]], modes: list[str]) -> list[dict[s
     ceiling of the whole set in one line per mode."""
     out = []
     for mode in modes:
-        split = context_split([r for r in rows if r["mode"] == mode])
-        n = split["n_context_checked"]
-        if n:
-            ci = score_interval([100.0 * bool(r["gold_in_context"]) for r in rows if r["mode"] == mode
-                                 and r.get("gold_in_context") is not None and _scored(r)])  # fmt: skip
+        mode_rows = [r for r in rows if r["mode"] == mode]
+        split = context_split(mode_rows)
+        if split["n_context_checked"]:
+            ci = score_interval([100.0 * bool(r["gold_in_context"]) for r in _context_checked(mode_rows)])
             out.append({"mode": mode, **split, "gold_in_context_ci95": [round(ci[0], 2), round(ci[1], 2)] if ci
                         else None})  # fmt: skip
     return out
