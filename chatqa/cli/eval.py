@@ -51,6 +51,14 @@ def run(
     cpus_per_worker: CpusPerWorker = None,
     gpus_per_worker: GpusPerWorker = None,
     ray_address: RayAddress = None,
+    only: Annotated[
+        str | None,
+        typer.Option(help="comma-separated sample ids or task names to run now (the rest waits for a resume)"),
+    ] = None,
+    stop_after: Annotated[
+        float | None,
+        typer.Option(metavar="MINUTES", help="start no new sample after this many minutes; re-run to resume"),
+    ] = None,
 ) -> None:
     """Run a suite for each mode into a resumable run folder."""
     from chatqa.evaluation.report import score_table
@@ -78,6 +86,8 @@ def run(
             loaded, profile, modes=mode_list, lengths=length_list, depths=depth_list, n=n, limit=limit, seed=seed,
             data_dir=data_dir, out=out, top_k=top_k, truncate=truncate, progress=interactive() and not json_out,
             command=shlex.join(["chatqa", *sys.argv[1:]]), variant=variant, judge=judge, qa=qa, executor=runner,
+            only=[x.strip() for x in only.split(",") if x.strip()] if only else None,
+            stop_after=None if stop_after is None else stop_after * 60,
         )  # fmt: skip
     finally:
         if runner is not None:

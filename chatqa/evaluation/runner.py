@@ -169,6 +169,17 @@ def _works(spec: st.Suite, todo: list[tuple[Any, str]], done_rows: list[dict[str
             for k, (sample, modes) in by_sample.items()]  # fmt: skip
 
 
+def _selected(samples: list[Any], only: Sequence[str] | None) -> list[Any]:
+    """The samples named by id or task; a name that matches none is an error, not an empty piece."""
+    if not only:
+        return samples
+    wanted = set(only)
+    unknown = wanted - {s.id for s in samples} - {s.task for s in samples}
+    if unknown:
+        raise InputError(f"--only: no sample or task named {', '.join(sorted(unknown))} in this run")
+    return [s for s in samples if s.id in wanted or s.task in wanted]
+
+
 def _lost_rows(qa: Any, spec: st.Suite, sample: Any, modes: list[str], error: str | None) -> list[dict[str, Any]]:
     """A sample whose worker died twice: error rows (a resume redoes them), never a silent gap."""
     rows = []
@@ -217,6 +228,8 @@ def run_suite(
     variant: str | None = None,
     judge: str | None = None,
     executor: Executor | None = None,
+    only: Sequence[str] | None = None,
+    stop_after: float | None = None,
 ) -> RunResult:
     """Run ``suite`` for every mode, resuming into its run folder, and rebuild the summary and report.
 
@@ -224,7 +237,12 @@ def run_suite(
     ``variant`` names a prompt variant (LongEval completion prompts); ``judge`` a profile whose model judges
     LongEval topic answers as LongChat's GPT-3.5 judge does (the containment score stays the default).
     ``executor`` runs the samples elsewhere (e.g. a :class:`~chatqa.executors.RayExecutor`); rows are still
-    written here only, so resume works the same."""
+    written here only, so resume works the same.
+
+    ``only`` (sample ids or task names) and ``stop_after`` (seconds; the run stops at the first sample that
+    finishes after it) split a run
+    that is too long for one sitting into pieces: neither is part of the run's identity, so each piece resumes
+    the same folder and the finished folder is what one uninterrupted invocation writes."""
     spec = suite if isinstance(suite, st.Suite) else st.load_suite(suite)
     modes = list(dict.fromkeys(modes))
     if not modes:
@@ -233,6 +251,8 @@ def run_suite(
         Config().with_options(**{"routing.mode": mode, "routing.truncate": truncate})
     if limit is not None and limit < 1:
         raise InputError("--limit must be at least 1")
+    if stop_after is not None and stop_after <= 0:
+        raise InputError("--stop-after must be more than 0 minutes")
     lengths = st.parse_lengths(lengths) if lengths else None
     data = str(Path(data_dir).expanduser().resolve()) if data_dir else None
     opts = st.resolve_options(spec, st.SuiteOptions(lengths, list(depths or []) or None, n, limit, seed, data,
@@ -248,12 +268,14 @@ def run_suite(
     ask = {"top_k": top_k or cfg.retrieval.top_k, "truncate": truncate or cfg.routing.truncate,
            "variant": opts.variant, "template_set": template_set, "judge_profile": judge}  # fmt: skip
     samples = st.build_samples(spec, opts, qa.tokenizer.count)  # bad data fails before a folder is made
+    selected = _selected(samples, only)
     run = rundir.run_path(Path(out), spec, cfg, modes, opts, ask)
     with rundir.lock(run):  # a second `chatqa eval run` into this folder fails at once instead of doubling rows
         rundir.prepare(run, spec, cfg, modes, opts, ask, command)
         done_rows = rundir.read_rows(run / "rows.jsonl")
         done = {(r["task"], r["id"], r["mode"]) for r in done_rows}
-        todo = [(s, m) for s in samples for m in modes if (s.task, s.id, m) not in done]
+        added = 0
+        todo = [(s, m) for s in selected for m in modes if (s.task, s.id, m) not in done]
         try:
             if todo:  # a finished run only rebuilds its report: no model is loaded
                 local = executor is None or isinstance(executor, LocalExecutor)
@@ -267,16 +289,21 @@ def run_suite(
                     ask["judge"] = TopicJudge.from_profile(judge)
                 runner = executor or LocalExecutor(qa)
                 rows_file, shown = run / "rows.jsonl", bar(progress, len(todo), spec.name, transient=False)
+                deadline = None if stop_after is None else time.monotonic() + stop_after
                 with rundir.Appender(rows_file) as rows, shown as advance:
                     for outcome in runner.run(run_sample, _works(spec, todo, done_rows, ask)):
                         sample, sample_modes, _ = outcome.work.item
                         for row in outcome.result or _lost_rows(qa, spec, sample, sample_modes, outcome.error):
                             rows.write(row)
+                            added += 1
                             advance(f"{sample.id} {row['mode']}")
+                        if deadline is not None and time.monotonic() > deadline:
+                            break  # the rest stays todo: the next invocation resumes it
                 if not local:
                     rundir.note(run, executor=runner.stats.to_dict())
         except BaseException:  # interrupted (Ctrl-C) or a bug: what was written is still reported
             with contextlib.suppress(Exception):
                 write_report(run)
             raise
-        return RunResult(run, write_report(run), len(todo), len(samples) * len(modes) - len(todo))
+        skipped = sum((s.task, s.id, m) in done for s in samples for m in modes)
+        return RunResult(run, write_report(run), added, skipped)

@@ -127,6 +127,18 @@ def test_interrupted_run_resumes_to_the_same_summary(qa: Any, full_run: Any, tmp
     assert len(json.loads((third.run_dir / "config.json").read_text())["invocations"]) == 3
 
 
+def test_a_run_split_by_stop_after_and_only_ends_as_one_run(qa: Any, full_run: Any, tmp_path: Path) -> None:
+    first_id, second_id = dict.fromkeys(r["id"] for r in rows_of(full_run.run_dir))
+    piece = run_suite("passkey", qa=qa, out=tmp_path, stop_after=1e-6, **OPTS)  # stops after the first sample
+    assert piece.added == 3 and {r["id"] for r in rows_of(piece.run_dir)} == {first_id}
+    with pytest.raises(ChatQAError, match="--only: no sample or task named nope"):
+        run_suite("passkey", qa=qa, out=tmp_path, only=["nope"], **OPTS)
+    rest = run_suite("passkey", qa=qa, out=tmp_path, only=[second_id], **OPTS)
+    assert rest.run_dir == piece.run_dir and (rest.added, rest.skipped) == (3, 3)
+    assert core(rest.summary) == core(full_run.summary)
+    assert run_suite("passkey", qa=qa, out=tmp_path, **OPTS).added == 0
+
+
 def test_other_settings_are_not_mixed_into_a_run(qa: Any, full_run: Any) -> None:
     out = full_run.run_dir.parents[1]
     with pytest.raises(ChatQAError, match="other settings.*depths"):
@@ -186,6 +198,7 @@ def test_lc_impossible_is_na_not_zero(tmp_path: Path) -> None:
         (["run", "--suite", "passkey", "--lengths", "4k,lots"], "bad length 'lots'"),
         (["run", "--suite", "quac", "--lengths", "4k"], "fixed lengths"),
         (["run", "--suite", "passkey", "--modes", "rag,fast"], "unknown mode 'fast'"),
+        (["run", "--suite", "passkey", "--stop-after", "0"], "--stop-after must be more than 0"),
         (["run", "--suite", "infinitebench"], "needs --data-dir"),
         (["score", "--suite", "passkey", "--preds", "."], "InfiniteBench prediction files"),
         (["report", "."], "not a run folder"),
