@@ -30,6 +30,7 @@ from chatqa.errors import ContextTooLongError, InputError
 from chatqa.generation import Generation, Generator, Tokenizer, load_generator, load_tokenizer
 from chatqa.index import DocIndex, index_key, open_index
 from chatqa.ingest import Document, load_documents
+from chatqa.preload import Preload
 from chatqa.prompting import (
     DECLINE,
     PLACE,
@@ -43,11 +44,15 @@ from chatqa.prompting import (
     truncate_middle,
 )
 from chatqa.retrieval import Hit, search
-from chatqa.routing import Route, cap_map_calls, decide, fallback
+from chatqa.routing import Route, cap_map_calls, decide, fallback, is_global
 from chatqa.timing import Timer
 
 ESTIMATE_PREFIX_CHARS = 200_000  # a prefix long enough for a stable tokens-per-character ratio
 ESTIMATE_MARGIN = 4  # estimates above this many windows are trusted as "does not fit" (issue 11 item 4)
+# Under ``auto``, a document with more characters than this many per token of the effective window is taken to
+# need retrieval, and the retriever starts loading before the document is measured: prose runs about four
+# characters per token. Only when the retriever loads depends on it, never the route or the answer.
+PRELOAD_CHARS_PER_TOKEN = 6
 
 DocLike = str | Path | Document
 Message = dict[str, str]
@@ -145,6 +150,7 @@ class ChatQA:
         self._generator = generator
         self._tokenizer = tokenizer or (generator.tokenizer if generator is not None else None)
         self._embedder = embedder
+        self._embedder_preload: Preload[Any] | None = None  # the retriever loading on a thread (see plan)
         self._indexes: dict[str, DocIndex] = {}
         self._doc_tokens: dict[str, int] = {}
         self._chunk_lists: dict[str, list[Chunk]] = {}
@@ -161,6 +167,7 @@ class ChatQA:
         around its own): the same config, models, indexes, caches and lock."""
         other = ChatQA(self.config, generator=generator, tokenizer=self.tokenizer, embedder=self._embedder)
         other._indexes, other._doc_tokens, other._chunk_lists = self._indexes, self._doc_tokens, self._chunk_lists
+        other._embedder_preload = self._embedder_preload
         other._lock = self._lock
         return other
 
@@ -184,10 +191,41 @@ class ChatQA:
     @property
     def embedder(self) -> Any:
         if self._embedder is None:
-            from chatqa.embedding import Embedder
-
-            self._embedder = Embedder(self.config.retriever)
+            if self._embedder_preload is not None:  # a load already under way: wait for it (its error is ours)
+                try:
+                    self._embedder = self._embedder_preload.result()
+                finally:
+                    self._embedder_preload = None
+            else:
+                self._embedder = _load_embedder(self.config)
         return self._embedder
+
+    def _preload_embedder(self, request: Request) -> None:
+        """Start loading the retriever on a thread when this request will most likely read by dense retrieval, so
+        that its import (torch, transformers: seconds) overlaps the generator load, the plan and the index check
+        instead of following them. A wrong guess costs a load that was not needed, never a different answer.
+
+        Only beside llama.cpp: two threads importing one package at once can meet in a circular import, which
+        Python breaks with an error rather than a wait, and the other backends import transformers themselves
+        (the hf generator, an openai profile's local tokenizer). For the same reason this thread first imports
+        what it needs while the retriever loads: llama.cpp and the index's readers (0.2 s it would spend anyway)."""
+        if self._embedder is not None or self._embedder_preload is not None or request.method == "bm25":
+            return
+        if self.config.generator.backend != "llamacpp":
+            return
+        if request.mode == "auto":
+            gen = self.config.generator
+            window = gen.effective_window if gen.effective_window is not None else self._window()
+            chars = sum(len(d.text) for d in request.documents)
+            if is_global(request.question) or chars <= PRELOAD_CHARS_PER_TOKEN * window:
+                return  # map-reduce, or the document may fit: long context reads no index
+        elif request.mode not in ("rag", "self-route"):
+            return
+        import bm25s  # noqa: F401 - see above: imported here, not beside the retriever's import
+        import faiss  # noqa: F401
+        import llama_cpp  # noqa: F401
+
+        self._embedder_preload = Preload(lambda: _load_embedder(self.config), "embedder")
 
     def _loaded(self, name: str, timer: Timer) -> Any:
         """A collaborator, its loading (if this call causes it) charged to the timer's "load" stage."""
@@ -310,6 +348,7 @@ class ChatQA:
         # waits for the model; any other loads the generator now (the answer needs it, and a tokenizer loaded on
         # its own first would cost a second vocabulary load: 0.4 s for Qwen's).
         big = sum(len(d.text) for d in request.documents) > ESTIMATE_PREFIX_CHARS
+        self._preload_embedder(request)
         self._loaded("tokenizer" if big else "generator", timer)
         window, budget = self._window(), request.budget
         if budget >= window:  # blame the budget, not a document that cannot help it
@@ -558,6 +597,12 @@ def _answer(request: Request, plan: Plan, route: Route, reply: Reply, attempts: 
         partials=reply.partials,
         prompt_sha256=hashlib.sha256(reply.prompt.encode("utf-8")).hexdigest(),
     )
+
+
+def _load_embedder(config: Config) -> Any:
+    from chatqa.embedding import Embedder
+
+    return Embedder(config.retriever)
 
 
 def _stages() -> Any:
