@@ -1,5 +1,3 @@
-import sys
+from chatqa.cli import run
 
-from chatqa.cli import main
-
-sys.exit(main())
+run()

@@ -53,3 +53,25 @@ def test_version(capsys) -> None:
 
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == __version__
+
+
+def test_the_program_flushes_runs_exit_handlers_and_keeps_the_exit_code(tmp_path) -> None:
+    """``leave`` skips the interpreter's teardown (1 s after an answer with both models loaded): buffered output
+    through a pipe must still arrive whole, the atexit handlers still run, and the code is the command's."""
+    marker = tmp_path / "atexit-ran"
+    script = (
+        "import atexit, pathlib, sys, threading, time\n"
+        f"atexit.register(pathlib.Path({str(marker)!r}).write_text, 'yes')\n"
+        "threading.Thread(target=time.sleep, args=(60,)).start()  # a load nobody waits for is cut\n"
+        "sys.stdout.write('x' * 100000)\n"
+        "from chatqa.cli import leave\n"
+        "leave(3)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 3 and len(out.stdout) == 100000 and marker.read_text() == "yes", out.stderr
+
+
+def test_python_m_chatqa_cli_exits_with_mains_code() -> None:
+    out = subprocess.run([sys.executable, "-m", "chatqa.cli", "ask", "--doc", "x"], capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    assert out.returncode == 2 and out.stderr.startswith("chatqa: error: ") and out.stdout == ""
