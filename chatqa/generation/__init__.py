@@ -1,8 +1,9 @@
 """Generators: a tiny interface with one backend per module, chosen by a plain string.
 
 A backend provides a tokenizer (cheap to load: chunking needs it before any generation) and a generator.
-Prompts are plain strings built by :mod:`chatqa.prompting`; backends only count, render chat templates and
-generate greedily with stop strings, timing prefill and decode separately.
+Prompts are plain strings built by :mod:`chatqa.prompting`; backends only count, render chat templates,
+generate greedily with stop strings (timing prefill and decode separately) and read the probability of a few
+words at the next position (Self-Route's yes/no judge).
 """
 
 from __future__ import annotations
@@ -35,6 +36,33 @@ class Generation:
     decode_s: float
     finish_reason: str = "stop"  # stop | length | eos
     cached_tokens: int = 0  # prompt tokens whose KV state was reused rather than computed
+
+
+@dataclass
+class WordProbabilities:
+    """The next-token probability of each word asked for, in order, after one read of a prompt."""
+
+    probabilities: list[float]
+    prompt_tokens: int
+    prefill_s: float
+    cached_tokens: int = 0
+
+
+def word_variants(word: str) -> list[str]:
+    """The spellings a model may start its reply with: as given, lower, capitalised, upper; with and without
+    the leading space most vocabularies fold into a word's token ("Yes", " yes")."""
+    forms = dict.fromkeys([word, word.lower(), word.capitalize(), word.upper()])
+    return [space + form for form in forms for space in ("", " ")]
+
+
+def word_token_ids(encode: Callable[[str], list[int]], word: str, model: str) -> set[int]:
+    """The vocabulary ids of ``word``'s single-token spellings. A word with none cannot be read off one next-token
+    distribution, so it is refused rather than approximated by the first piece of a longer spelling."""
+    ids = {tokens[0] for v in word_variants(word) if len(tokens := encode(v)) == 1}
+    if not ids:
+        raise ConfigError(f"'{word}' is not a single token in {model}'s vocabulary: its probability cannot be "
+                          "read from the next token")  # fmt: skip
+    return ids
 
 
 class Tokenizer(Protocol):
@@ -75,6 +103,13 @@ class Generator(ABC):
         a hint that its KV state is worth keeping (llama.cpp stores it on disk); other backends ignore it.
         ``on_prefill(done, total)`` reports reading the prompt as it goes (llama.cpp: once per batch), for a
         progress bar; backends that read a prompt in one step never call it."""
+
+    def word_probabilities(self, prompt: str, words: Sequence[str]) -> WordProbabilities:
+        """The probability that the model's next token after ``prompt`` is each of ``words`` (any spelling of
+        :func:`word_variants`), from the model's own distribution, without generating. Backends that expose no
+        probabilities say so here, in one line."""
+        raise ConfigError(f"{self.name} gives no next-token probabilities (Self-Route's judge needs them): use "
+                          "routing.self_route_decline: instruction")  # fmt: skip
 
     def check_fits(self, n_prompt: int, max_new_tokens: int, window: int | None = None) -> None:
         """Refuse before any compute: a prompt that cannot fit with its answer would be cut by the backend."""
@@ -157,6 +192,10 @@ class CachingGenerator(Generator):
                 on_text(entry["gen"].text)
             self.calls.append((key, entry))
         return entry["gen"]
+
+    def word_probabilities(self, prompt: str, words: Sequence[str]) -> WordProbabilities:
+        """Passed through, not cached: only generations are shared between a run's modes."""
+        return self.inner.word_probabilities(prompt, words)
 
     def render_chat(self, messages: list[dict[str, str]]) -> str:
         return self.inner.render_chat(messages)

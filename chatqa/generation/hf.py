@@ -21,7 +21,7 @@ import torch  # noqa: E402
 
 from chatqa.config import GeneratorConfig  # noqa: E402
 from chatqa.errors import ConfigError, InputError, ModelLoadError  # noqa: E402
-from chatqa.generation import Generation, Generator, StopScanner  # noqa: E402
+from chatqa.generation import Generation, Generator, StopScanner, WordProbabilities, word_token_ids  # noqa: E402
 
 PREFILL_CHUNK = 2048  # bounds prefill activations (and attention scratch) on long prompts
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -221,6 +221,22 @@ class HFGenerator(Generator):
             text = scanner.finish(text)
         end = self._sync()
         return Generation(text.strip(), len(ids), len(out), first - start, end - first, finish, cached)
+
+    def word_probabilities(self, prompt: str, words: Sequence[str]) -> WordProbabilities:
+        """The prompt read as :meth:`generate` reads it (reusing the held cache), then a softmax of the last
+        position's logits: each word's probability is the mass of its single-token spellings."""
+        ids = self.tokenizer.encode(prompt, add_special=True)
+        if not ids:
+            raise InputError("the prompt is empty")
+        self.check_fits(len(ids), 1)
+        with torch.inference_mode():
+            start = time.perf_counter()
+            cached = self._reuse(ids)
+            probs = torch.softmax(self._forward(ids[cached:]).double(), dim=-1)
+            end = self._sync()
+        ids_of = [word_token_ids(self.tokenizer.encode, w, self.name) for w in words]
+        out = [float(probs[sorted(word_ids)].sum()) for word_ids in ids_of]
+        return WordProbabilities(out, len(ids), end - start, cached)
 
     def close(self) -> None:
         self._cache, self._held = None, []

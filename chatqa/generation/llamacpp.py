@@ -16,9 +16,11 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from chatqa.config import GeneratorConfig
 from chatqa.errors import ModelLoadError
-from chatqa.generation import Generation, Generator, StopScanner
+from chatqa.generation import Generation, Generator, StopScanner, WordProbabilities, word_token_ids
 from chatqa.kvcache import KVStore, load_llama_state, save_llama_state
 from chatqa.weights import resolve
 
@@ -164,15 +166,7 @@ class LlamaCppGenerator(Generator):
         ids = self.tokenizer.encode(prompt, add_bos=True)
         self.check_fits(len(ids), max_new_tokens, self.llm.n_ctx())
         start = time.perf_counter()  # prefill includes restoring or saving a disk state
-        cut = self._prefix_cut(ids, prefix)
-        cached = self._align_reuse(ids, cut)
-        self.kv_event = None
-        self._held_prompt = 0  # until this prompt is read: a failed read leaves nothing reusable behind
-        store = self.kv_store
-        if cut >= KV_MIN_TOKENS and store is not None and store.enabled and self.disk_state_exact and cached < cut:
-            cached = self._prefix_from_store(ids, cut, on_prefill)
-        self._prefill(ids, cut, on_prefill)
-        self._held_cut, self._held_prompt = cut, len(ids)
+        cached = self._read(ids, prefix, on_prefill)
         scanner = StopScanner(stop, on_text)
         out: list[int] = []
         text, finish = "", "length"
@@ -198,6 +192,36 @@ class LlamaCppGenerator(Generator):
             text = scanner.finish(text)
         end = time.perf_counter()
         return Generation(text.strip(), len(ids), len(out), first - start, end - first, finish, cached)
+
+    def word_probabilities(self, prompt: str, words: Sequence[str]) -> WordProbabilities:
+        """Read the prompt as :meth:`generate` does (same batches, same reuse), then the last position's logits:
+        each word's probability is the softmax mass of its single-token spellings."""
+        ids = self.tokenizer.encode(prompt, add_bos=True)
+        self.check_fits(len(ids), 1, self.llm.n_ctx())
+        start = time.perf_counter()
+        cached = self._read(ids, None, None)
+        n_vocab = self.llm.n_vocab()
+        logits = np.ctypeslib.as_array(self.llm._ctx.get_logits_ith(-1), shape=(n_vocab,)).astype(np.float64)
+        probs = np.exp(logits - logits.max())
+        probs /= probs.sum()
+        ids_of = [word_token_ids(self.tokenizer.encode, w, self.name) for w in words]
+        out = [float(sum(probs[i] for i in word_ids)) for word_ids in ids_of]
+        return WordProbabilities(out, len(ids), time.perf_counter() - start, cached)
+
+    def _read(self, ids: list[int], prefix: str | None, on_prefill: Callable[[int, int], None] | None) -> int:
+        """Hold the whole prompt's KV state, reusing what is held or stored; returns the tokens not computed.
+        At least the last prompt token is always evaluated (:meth:`_align_reuse` never keeps it), so its logits
+        are those of this prompt."""
+        cut = self._prefix_cut(ids, prefix)
+        cached = self._align_reuse(ids, cut)
+        self.kv_event = None
+        self._held_prompt = 0  # until this prompt is read: a failed read leaves nothing reusable behind
+        store = self.kv_store
+        if cut >= KV_MIN_TOKENS and store is not None and store.enabled and self.disk_state_exact and cached < cut:
+            cached = self._prefix_from_store(ids, cut, on_prefill)
+        self._prefill(ids, cut, on_prefill)
+        self._held_cut, self._held_prompt = cut, len(ids)
+        return cached
 
     def _prefix_cut(self, ids: list[int], prefix: str | None) -> int:
         """Where the prompt's shared prefix ends in its tokens (0: no prefix): a batch boundary of every read of

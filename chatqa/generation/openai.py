@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import json
+import math
 import os
 import time
 import urllib.error
@@ -26,7 +27,9 @@ from typing import Any
 
 from chatqa.config import GeneratorConfig
 from chatqa.errors import ConfigError, ModelLoadError
-from chatqa.generation import Generation, Generator, StopScanner, Tokenizer
+from chatqa.generation import Generation, Generator, StopScanner, Tokenizer, WordProbabilities, word_variants
+
+TOP_LOGPROBS = 20  # the most vLLM returns by default (--max-logprobs); the judge's words are among them or negligible
 
 
 class HTTPStatusError(ModelLoadError):
@@ -224,6 +227,44 @@ class OpenAIGenerator(Generator):
         completion = int(usage.get("completion_tokens") or pieces)
         cached = server_cached_tokens(usage)
         return Generation(text.strip(), prompt_tokens, completion, first - start, end - first, reason, cached)
+
+    def word_probabilities(self, prompt: str, words: Sequence[str]) -> WordProbabilities:
+        """From the server's top :data:`TOP_LOGPROBS` log-probabilities of one generated token: a spelling outside
+        them counts 0 (it had less probability than the 20th token). A server that returns none (llama-cpp-python
+        unless started with ``--logits_all true``) is a one-line error."""
+        n_prompt = len(self.tokenizer.encode(prompt))
+        self.check_fits(n_prompt, 1)
+        body = {"model": self.model, "prompt": prompt, "max_tokens": 1, "temperature": 0, "logprobs": TOP_LOGPROBS,
+                "repeat_penalty": 1.0, "stream": False}  # fmt: skip
+        hint = (
+            "Self-Route's judge needs next-token log-probabilities (llama-cpp-python: start its server with "
+            "--logits_all true)"
+        )
+        start = time.perf_counter()
+        try:
+            answer = self.client.json("/v1/completions", body)
+        except HTTPStatusError as exc:
+            raise ModelLoadError(f"{exc}; {hint}") from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise ModelLoadError(f"{self.client.root}/v1/completions stopped answering: {exc}") from None
+        seconds = time.perf_counter() - start
+        top = top_logprobs(answer)
+        if not top:
+            raise ModelLoadError(f"{self.client.root}/v1/completions returned no log-probabilities; {hint}")
+        spellings = [set(word_variants(w)) for w in words]
+        out = [sum(math.exp(lp) for tok, lp in top.items() if tok in forms) for forms in spellings]
+        usage = answer.get("usage") or {}
+        prompt_tokens = int(usage.get("prompt_tokens") or n_prompt)
+        return WordProbabilities(out, prompt_tokens, seconds, server_cached_tokens(usage))
+
+
+def top_logprobs(answer: Any) -> dict[str, float]:
+    """The first position's top log-probabilities of a ``/v1/completions`` answer ({token text: logprob})."""
+    choices = answer.get("choices") if isinstance(answer, dict) else None
+    logprobs = (choices[0].get("logprobs") or {}) if choices and isinstance(choices[0], dict) else {}
+    top = logprobs.get("top_logprobs") if isinstance(logprobs, dict) else None
+    first = top[0] if isinstance(top, list) and top else None
+    return {str(k): float(v) for k, v in first.items()} if isinstance(first, dict) else {}
 
 
 def server_cached_tokens(usage: dict[str, Any]) -> int:

@@ -134,6 +134,16 @@ def test_same_greedy_answer_as_llamacpp(hf: HFGenerator, llamacpp, messages: lis
         assert "71432" in a.text
 
 
+def test_word_probabilities_agree_with_llamacpp(hf: HFGenerator, llamacpp) -> None:
+    """Self-Route's judge reads the same yes/no probabilities from both backends (one GGUF: dequantized here)."""
+    prompt = hf.render_chat([{"role": "user", "content": "Is Paris the capital of France? Answer yes or no."}])
+    got = hf.word_probabilities(prompt, ["yes", "no"])
+    want = llamacpp.word_probabilities(prompt, ["yes", "no"])
+    assert sum(want.probabilities) > 0.1  # the words are there to be read, not two zeros agreeing
+    assert got.probabilities == pytest.approx(want.probabilities, abs=0.05)
+    assert got.prompt_tokens == want.prompt_tokens
+
+
 def test_rope_scaling_maps_onto_rope_parameters(hf: HFGenerator) -> None:
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 

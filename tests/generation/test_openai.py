@@ -43,15 +43,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def serve(tmp_path_factory: pytest.TempPathFactory, *extra: str) -> Iterator[str]:
     """A llama-cpp-python server on a free loopback port; yields its base URL (…/v1)."""
     port, log = free_port(), tmp_path_factory.mktemp("server") / "server.log"
     model = resolve("embedded:smollm2")
     # one thread: llama.cpp's threads spin at barriers, so two of them on a shared 2-core box crawl
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", model, "--n_ctx", "4096", "--verbose", "False",
            "--host", "127.0.0.1", "--port", str(port), "--api_key", KEY,
-           "--n_threads", "1", "--n_threads_batch", "1"]  # fmt: skip
+           "--n_threads", "1", "--n_threads_batch", "1", *extra]  # fmt: skip
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     os.environ[KEY_ENV] = KEY
@@ -66,6 +65,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from serve(tmp_path_factory)
 
 
 def wait_ready(url: str, proc: subprocess.Popen, log: Path, limit: float = 60.0) -> None:
@@ -177,3 +181,33 @@ def test_unreachable_server_is_one_clear_line() -> None:
 def test_base_url_is_required() -> None:
     with pytest.raises(ConfigError, match="base_url"):
         load_generator(GeneratorConfig(backend="openai"))
+
+
+YES_NO = "<|im_start|>user\nIs Paris the capital of France? Answer yes or no.<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_word_probabilities_need_a_server_that_returns_log_probabilities(gen: OpenAIGenerator) -> None:
+    """llama-cpp-python's server computes log-probabilities only when started with --logits_all (this one is not)."""
+    with pytest.raises(ModelLoadError, match="log-probabilities.*--logits_all true") as info:
+        gen.word_probabilities(YES_NO, ["yes", "no"])
+    assert "\n" not in str(info.value)
+
+
+@pytest.fixture(scope="module")
+def logprob_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from serve(tmp_path_factory, "--logits_all", "True")
+
+
+def test_word_probabilities_agree_with_local_llamacpp(logprob_server: str) -> None:
+    """Self-Route's judge through a server: the top-20 log-probabilities of one token give the same yes/no
+    probabilities as the local llama.cpp softmax of the same GGUF."""
+    remote = load_generator(config(logprob_server))
+    local = load_generator(GeneratorConfig(model="embedded:smollm2", context_window=2048, threads=1))
+    try:
+        got = remote.word_probabilities(YES_NO, ["yes", "no"])
+        want = local.word_probabilities(YES_NO, ["yes", "no"])
+    finally:
+        local.close()
+    assert sum(want.probabilities) > 0.1  # the words are there to be read, not two zeros agreeing
+    assert got.probabilities == pytest.approx(want.probabilities, abs=0.02)
+    assert got.prompt_tokens > 0 and got.prefill_s > 0
