@@ -77,6 +77,11 @@ class RetrievalConfig:
 class RoutingConfig:
     mode: str = "auto"  # rag | long | auto | self-route | map-reduce
     truncate: str | None = None  # None | "middle": only when the user asks (InfiniteBench convention)
+    # How Self-Route's RAG step declines: "instruction" (the paper's: the answer prompt asks for "unanswerable",
+    # read from the answer's words) or "judge" (the plain RAG answer, then a yes/no question over the same chunks
+    # read from the next-token probabilities; declined when P(yes) < judge_threshold). See chatqa/routing.py.
+    self_route_decline: str = "instruction"
+    judge_threshold: float = 0.5
 
 
 @dataclass
@@ -178,6 +183,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "mapreduce.reduce_max_new_tokens": (1, None),
     "mapreduce.section_tokens": (16, None),
     "mapreduce.max_map_calls": (1, None),
+    "routing.judge_threshold": (0.0, 1.0),
 }
 _CHOICES: dict[str, tuple[Any, ...]] = {
     "generator.prompt_format": ("chatqa", "chat", "completion"),
@@ -186,6 +192,7 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "retrieval.index_type": ("flat", "hnsw", "ivf", "auto"),
     "routing.mode": MODES,
     "routing.truncate": (None, "middle"),
+    "routing.self_route_decline": ("instruction", "judge"),
 }
 # The command-line option that sets a field, named beside it in errors so either spelling can be searched.
 FLAGS = {

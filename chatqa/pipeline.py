@@ -4,8 +4,8 @@ A question travels top to bottom: :meth:`ChatQA.ask` validates the call into a f
 (:meth:`ChatQA.request`, the options checked by the config layer), :meth:`ChatQA.plan` measures the document
 and the room the prompt leaves and asks :mod:`chatqa.routing` for a route, then :meth:`ChatQA.execute` runs
 the route's function from :data:`ROUTES` (:func:`answer_rag`, :func:`answer_long`, :func:`answer_map_reduce`),
-each returning a :class:`Reply` (text, citations, the prompt read). Self-Route is RAG asked to decline, then
-long context if it did and the document fits.
+each returning a :class:`Reply` (text, citations, the prompt read). Self-Route is RAG asked to decline (or
+judged by a separate yes/no call over the same chunks), then long context if it declined and the document fits.
 
 ``ChatQA`` takes its collaborators (generator, tokenizer, embedder) in ``__init__`` or loads each from the
 config on first use, and keeps them for the next question. One instance may be shared by threads: calls are
@@ -33,6 +33,9 @@ from chatqa.ingest import Document, load_documents
 from chatqa.preload import Preload
 from chatqa.prompting import (
     DECLINE,
+    DECLINED_ANSWER,
+    JUDGE,
+    JUDGE_WORDS,
     PLACE,
     Frame,
     MapReducePrompts,
@@ -44,7 +47,7 @@ from chatqa.prompting import (
     truncate_middle,
 )
 from chatqa.retrieval import Hit, search
-from chatqa.routing import Route, cap_map_calls, decide, fallback, is_global
+from chatqa.routing import Judgement, Route, cap_map_calls, decide, fallback, is_global, judge
 from chatqa.timing import Timer
 
 ESTIMATE_PREFIX_CHARS = 200_000  # a prefix long enough for a stable tokens-per-character ratio
@@ -68,7 +71,7 @@ class Answer:
     question: str
     citations: list[dict[str, Any]]
     usage: dict[str, Any]
-    attempts: list[dict[str, Any]] = field(default_factory=list)  # self-route's declined RAG answer
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # self-route's declined (or judged) RAG answer
     truncated: bool = False
     partials: list[dict[str, Any]] = field(default_factory=list)  # map-reduce: each section's answer, in order
     prompt_sha256: str = ""  # of the prompt that produced the answer: two answers that read the same input
@@ -107,6 +110,7 @@ class Plan:
     decline_frame: Frame  # the same asking the model to decline when the context lacks the answer (Self-Route)
     map_reduce: mapreduce.Plan | None = None  # sections and worst-case calls, when the route is map-reduce
     map_reduce_prompts: MapReducePrompts | None = None
+    judge_frame: Frame | None = None  # Self-Route's yes/no question over the RAG context, when it judges (config)
 
 
 @dataclass
@@ -116,6 +120,7 @@ class Reply:
     text: str
     citations: list[dict[str, Any]]
     prompt: str
+    context: str = ""  # what the route put in the prompt's context (RAG: the chunks), for Self-Route's judge
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
@@ -354,7 +359,8 @@ class ChatQA:
         if budget >= window:  # blame the budget, not a document that cannot help it
             raise InputError(f"the answer budget (--max-new-tokens) = {budget:,} leaves no room in the context "
                              f"window ({window:,} tokens)")  # fmt: skip
-        frame, decline_frame = self._frame(request, False), self._frame(request, True)
+        frame = self._frame(request, request.question, False)
+        decline_frame = self._frame(request, request.question, True)
         # Self-Route's decline sentence is the longest variant; counting it keeps every variant inside.
         overhead = self.tokenizer.count(decline_frame.fill("").text) + 8
         room = window - overhead - budget
@@ -381,21 +387,36 @@ class ChatQA:
                 route = Route(route.route, f"{route.reason} in {sections.describe()}")
             else:
                 sections = prompts = None
-        return Plan(route, doc_tokens, room, context, frame, decline_frame, sections, prompts)
+        # The judge reads the RAG context with its own question and writes one token: its prompt may exceed the
+        # answer's by a few tokens (the quoted question), far less than the answer budget the room keeps free.
+        judged = request.mode == "self-route" and self.config.routing.self_route_decline == "judge"
+        judge_frame = self._frame(request, JUDGE.format(question=request.question), False) if judged else None
+        return Plan(route, doc_tokens, room, context, frame, decline_frame, sections, prompts, judge_frame)
 
     def execute(self, request: Request, plan: Plan, timer: Timer,
                 on_text: OnText = None) -> tuple[Route, Reply, list[dict[str, Any]]]:  # fmt: skip
         """Take the planned route; Self-Route's RAG answer is held back, and replaced by long context when it
-        declined and the document fits (else it stands, and is shown then)."""
+        declined (its own words, or the judge's verdict) and the document fits; else it stands, or a judged
+        decline is answered as one, and is shown then."""
         route, attempts = plan.route, []
         decline = request.mode == "self-route" and route.route == "rag"
+        judged = decline and plan.judge_frame is not None  # the answer prompt is then the plain RAG one
         timer.show(f"{route.route}: {route.reason}")
-        reply = ROUTES[route.route](self, request, plan, timer, None if decline else on_text, decline)
+        reply = ROUTES[route.route](self, request, plan, timer, None if decline else on_text, decline and not judged)
         if reply.note:
             route = Route(route.route, f"{route.reason}; {reply.note}", route.truncate)
         if decline:
-            second = fallback(reply.text, plan.doc_tokens, plan.room)
+            judgement, judged_usage = self._judge(plan, reply, timer) if judged else (None, {})
+            second = fallback(reply.text, plan.doc_tokens, plan.room, judgement)
             if second is None:
+                if judgement is not None:
+                    note = judgement.note()
+                    if judgement.declined:
+                        note += (f"; the document ({plan.doc_tokens:,} tokens) does not fit the window "
+                                 f"({plan.room:,}): the decline stands")  # fmt: skip
+                        attempts.append({"route": "rag", "answer": reply.text, "citations": reply.citations})
+                        reply.text = DECLINED_ANSWER
+                    route = Route(route.route, f"{route.reason}; {note}", route.truncate)
                 if on_text and reply.text:
                     timer.quiet()
                     on_text(reply.text)
@@ -406,11 +427,31 @@ class ChatQA:
                 reply.prompt_tokens += first.prompt_tokens
                 reply.completion_tokens += first.completion_tokens
                 reply.cached_tokens += first.cached_tokens
+            if judgement is not None:
+                reply.usage["judge"] = judged_usage
         return route, reply, attempts
 
+    def _judge(self, plan: Plan, reply: Reply, timer: Timer) -> tuple[Judgement, dict[str, Any]]:
+        """Self-Route's judge: the yes/no question over exactly the chunks the RAG answer read, one read of the
+        prompt and no generation; its tokens and prefill are charged to the reply (usage ``judge`` says which)."""
+        assert plan.judge_frame is not None
+        prompt = plan.judge_frame.fill(reply.context)
+        timer.show("judging whether the retrieved passages hold the answer")
+        got = self._loaded("generator", timer).word_probabilities(prompt.text, JUDGE_WORDS)
+        timer.add("prefill", got.prefill_s)
+        reply.prompt_tokens += got.prompt_tokens
+        reply.cached_tokens += got.cached_tokens
+        yes, no = got.probabilities
+        judgement = judge(yes, no, self.config.routing.judge_threshold)
+        usage = {"p_yes": judgement.p_yes, "yes": yes, "no": no, "threshold": judgement.threshold,
+                 "declined": judgement.declined, "prompt_tokens": got.prompt_tokens,
+                 "seconds": round(got.prefill_s, 4)}  # fmt: skip
+        return judgement, usage
+
     # -- prompts, token counts, map-reduce sections --------------------------------------------------
-    def _frame(self, request: Request, decline: bool) -> Frame:
-        question = f"{request.question}\n{DECLINE}" if decline and request.template else request.question
+    def _frame(self, request: Request, question: str, decline: bool) -> Frame:
+        """The prompt around its context, asking ``question`` (the user's, or the judge's about it)."""
+        question = f"{question}\n{DECLINE}" if decline and request.template else question
         if request.template:
             prompt = fill_template(request.template, PLACE, question)
         else:
@@ -511,11 +552,12 @@ def answer_rag(qa: ChatQA, request: Request, plan: Plan, timer: Timer, on_text: 
     """Top-k chunks in document order (OP-RAG), the weakest dropped until they fit the room. Only this route
     needs the index: long-context questions never pay for embedding."""
     chunks, hits, note = rag_context(qa, request, plan.room, timer)
-    prompt = (plan.decline_frame if decline else plan.frame).fill(format_chunks(chunks))
+    context = format_chunks(chunks)
+    prompt = (plan.decline_frame if decline else plan.frame).fill(context)
     generator = qa._loaded("generator", timer)
     gen = generator.generate(prompt.text, request.budget, prompt.stop, on_text, **_reading(qa, timer, prompt.text))
     score = {h.chunk.id: h.score for h in hits}
-    reply = Reply(gen.text, [_cite(c, score[c.id]) for c in chunks], prompt.text, note=note)
+    reply = Reply(gen.text, [_cite(c, score[c.id]) for c in chunks], prompt.text, context, note=note)
     reply.count(gen, timer)
     return reply
 

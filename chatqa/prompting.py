@@ -20,6 +20,12 @@ CHATQA_SYSTEM = (
 )
 SHORT_ANSWER = "Answer the following question with a short span."
 DECLINE = 'If the context does not contain the answer, reply with the single word "unanswerable".'
+# Self-Route's judge (routing.self_route_decline: judge): asked in place of the question, over the same retrieved
+# context, and read from the next token's probabilities of JUDGE_WORDS, never generated. On novels-qa the default
+# 0.5B model, told to reply "unanswerable" (DECLINE), did so once in 111 answers (eval/results/README.md).
+JUDGE = 'Does the context contain the answer to the question "{question}"? Answer yes or no.'
+JUDGE_WORDS = ("yes", "no")
+DECLINED_ANSWER = "unanswerable"  # what a judged decline answers when long context cannot take over (DECLINE's word)
 
 Message = dict[str, str]
 T = TypeVar("T")

@@ -6,7 +6,10 @@ Pure logic on token counts and the question text, so the rules can be tested wit
 - ``auto``: LC when the document fits the *effective* window; map-reduce for a global question ("summarise
   the book") over a longer document, since five chunks are the wrong evidence for it; RAG otherwise (ChatQA 2:
   LC wins under 32K, RAG above 100K).
-- ``self-route`` (arXiv 2407.16833): RAG first, asking the model to decline; LC if it declines and fits.
+- ``self-route`` (arXiv 2407.16833): RAG first; LC if the RAG step declines and the document fits. The decline
+  is the answer's own words ("unanswerable", :func:`declined`) or, with ``routing.self_route_decline: judge``, a
+  separate yes/no judgement of the retrieved context read from the model's next-token probabilities
+  (:class:`Judgement`).
 - ``map-reduce``: every window-sized section is asked, the partial answers are combined (chatqa.mapreduce).
 """
 
@@ -96,12 +99,41 @@ def decide(
     return Route("rag", f"{size} exceeds the effective window ({effective_room:,})")
 
 
-def fallback(answer: str, doc_tokens: int, window_room: int) -> Route | None:
-    """Self-Route's second step: LC when the RAG answer declined and the document fits; else keep RAG."""
-    if not declined(answer):
+@dataclass(frozen=True)
+class Judgement:
+    """Self-Route's judge: does the retrieved context hold the answer? ``p_yes`` is P(yes) / (P(yes) + P(no)) at
+    the judge prompt's next token, so a model that spreads probability over other tokens ("The", "Based") is
+    still read as a choice between the two; None when it gave neither any probability (a server's top-N)."""
+
+    p_yes: float | None
+    threshold: float
+
+    @property
+    def declined(self) -> bool:
+        return self.p_yes is not None and self.p_yes < self.threshold
+
+    def note(self) -> str:
+        if self.p_yes is None:
+            return "the judge gave neither yes nor no any probability; the RAG answer stands"
+        if self.declined:
+            return f"judge P(yes) {self.p_yes:.3f} < {self.threshold:g}: the retrieved context lacks the answer"
+        return f"judge P(yes) {self.p_yes:.3f} >= {self.threshold:g}: the RAG answer stands"
+
+
+def judge(p_yes: float, p_no: float, threshold: float) -> Judgement:
+    """The judgement from the raw next-token probabilities of "yes" and "no"."""
+    total = p_yes + p_no
+    return Judgement(p_yes / total if total > 0 else None, threshold)
+
+
+def fallback(answer: str, doc_tokens: int, window_room: int, judgement: Judgement | None = None) -> Route | None:
+    """Self-Route's second step: LC when the RAG step declined and the document fits; else keep RAG. The decline
+    is the judge's when there is one (the answer is then the plain RAG answer), else the answer's own words."""
+    if not (judgement.declined if judgement is not None else declined(answer)):
         return None
+    why = judgement.note() if judgement is not None else "the RAG answer declined"
     if doc_tokens <= window_room:
-        return Route("long", "self-route: the RAG answer declined; the document fits, so long context")
+        return Route("long", f"self-route: {why}; the document fits, so long context")
     return None
 
 

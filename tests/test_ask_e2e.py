@@ -101,3 +101,27 @@ def test_all_factual_questions(default_qa, mode: str, at_least: int) -> None:
     score = sum(ok for _, ok in results)
     print(f"\n{mode}: {score}/{len(qs)} {results}")
     assert score >= at_least
+
+
+def test_self_route_judge_on_real_models(default_qa, tmp_path) -> None:
+    """Self-Route's judge on the real default model, mechanics only (how well it judges is measured in
+    eval/results, novels-qa): the verdict is recorded; a kept answer is rag's own (the same prompt, so the same
+    answer); a decline on a document that fits is answered by long context, the RAG answer kept as an attempt."""
+    from chatqa import ChatQA
+
+    base = default_qa
+    qa = ChatQA(base.config.replace(**{"routing.self_route_decline": "judge"}), generator=base.generator,
+                embedder=base.embedder)  # fmt: skip
+    note = tmp_path / "note.txt"
+    note.write_text(NOTE)
+    for question in ("Who was the first keeper of the lighthouse?", "What was the name of the keeper's dog?"):
+        ans = qa.ask(question, docs=[note], mode="self-route")
+        judged = ans.usage["judge"]
+        assert 0.0 <= judged["p_yes"] <= 1.0 and judged["prompt_tokens"] > 0 and judged["threshold"] == 0.5
+        assert "judge P(yes)" in ans.reason
+        rag = base.ask(question, docs=[note], mode="rag")
+        if judged["declined"]:
+            assert ans.route == "long" and ans.attempts[0]["answer"] == rag.answer
+        else:
+            assert ans.route == "rag" and ans.prompt_sha256 == rag.prompt_sha256 and ans.answer == rag.answer
+        assert ans.usage["prompt_tokens"] > rag.usage["prompt_tokens"]  # the judge's read is counted

@@ -66,6 +66,8 @@ def test_replace_dotted_overrides_round_trip() -> None:
         ("retriever:\n  window_stride: 3\n", "retriever.window_stride must be between"),
         ("generator:\n  max_new_tokens: 1000000000\n", "answer budget"),
         ("generator:\n  api_key_env: AWS_SECRET_ACCESS_KEY\n", "not an API-key variable"),
+        ("routing:\n  self_route_decline: ask\n", "unknown self_route_decline 'ask'"),
+        ("routing:\n  judge_threshold: 1.5\n", "routing.judge_threshold must be between 0 and 1, got 1.5"),
     ],
 )
 def test_profile_fields_are_validated_with_one_line_naming_the_field(tmp_path: Path, yaml_text: str,

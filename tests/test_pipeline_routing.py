@@ -11,10 +11,10 @@ import pytest
 
 from chatqa import ChatQA
 from chatqa.config import GeneratorConfig
-from chatqa.errors import ContextTooLongError, InputError
-from chatqa.generation import Generation, Generator
+from chatqa.errors import ConfigError, ContextTooLongError, InputError
+from chatqa.generation import Generation, Generator, WordProbabilities
 from chatqa.ingest import Document
-from chatqa.prompting import shared_cut
+from chatqa.prompting import JUDGE, shared_cut
 from tests.conftest import SAMPLE
 
 
@@ -166,6 +166,90 @@ def test_self_route_streams_only_the_final_answer(fake_qa) -> None:
     shown = []
     assert qa.ask("Who?", docs=[SAMPLE], mode="self-route", on_text=shown.append).route == "long"
     assert "".join(shown) == "Josiah Wrenfield"  # the declined RAG try is not shown
+
+
+class FakeJudgeGenerator(FakeGenerator):
+    """FAKE: scripted answers and scripted (P(yes), P(no)) for Self-Route's judge; records the judge's prompts."""
+
+    def __init__(self, tokenizer, answers: Sequence[str], judged: Sequence[tuple[float, float]],
+                 window: int = 32768) -> None:  # fmt: skip
+        super().__init__(tokenizer, answers, window)
+        self.judged = list(judged)
+        self.judge_prompts: list[str] = []
+        self.judge_words: list[tuple[str, ...]] = []
+
+    def word_probabilities(self, prompt: str, words: Sequence[str]) -> WordProbabilities:
+        self.judge_prompts.append(prompt)
+        self.judge_words.append(tuple(words))
+        return WordProbabilities(list(self.judged.pop(0)), self.tokenizer.count(prompt), 0.02)
+
+
+@pytest.fixture
+def judged_qa(qa, home):
+    """Self-Route with ``routing.self_route_decline: judge`` over a FAKE judge."""
+
+    def make(answers: Sequence[str], judged: Sequence[tuple[float, float]] | None,
+             window: int = 32768) -> tuple[ChatQA, FakeGenerator]:  # fmt: skip
+        """``judged=None``: a generator that gives no probabilities."""
+        config = qa.config.replace(**{"routing.self_route_decline": "judge"})
+        config.generator.effective_window = None
+        gen = (FakeGenerator(qa.tokenizer, answers, window) if judged is None
+               else FakeJudgeGenerator(qa.tokenizer, answers, judged, window))  # fmt: skip
+        return ChatQA(config, generator=gen, tokenizer=qa.tokenizer, embedder=qa.embedder), gen
+
+    return make
+
+
+QUESTION = "Who was the chief engineer of the canal?"
+
+
+def test_a_judge_that_says_yes_keeps_the_plain_rag_answer(judged_qa) -> None:
+    qa, gen = judged_qa(["Josiah Wrenfield", "Josiah Wrenfield"], [(0.9, 0.05)])
+    ans = qa.ask(QUESTION, docs=[SAMPLE], mode="self-route")
+    assert ans.route == "rag" and ans.answer == "Josiah Wrenfield" and ans.attempts == []
+    assert "judge P(yes) 0.947 >= 0.5" in ans.reason
+    qa.ask(QUESTION, docs=[SAMPLE], mode="rag")
+    assert gen.prompts[0] == gen.prompts[1]  # the answer prompt is rag's own: no decline instruction in it
+    # the judge reads the same chunks, asked its yes/no question in place of the user's
+    assert gen.judge_prompts == [gen.prompts[0].replace(QUESTION, JUDGE.format(question=QUESTION))]
+    assert gen.judge_words == [("yes", "no")]
+    judged = ans.usage["judge"]
+    assert judged["p_yes"] == pytest.approx(0.9 / 0.95) and (judged["yes"], judged["no"]) == (0.9, 0.05)
+    assert judged["declined"] is False and judged["threshold"] == 0.5
+    count = qa.tokenizer.count
+    assert judged["prompt_tokens"] == count(gen.judge_prompts[0])
+    assert ans.usage["prompt_tokens"] == count(gen.prompts[0]) + count(gen.judge_prompts[0])
+
+
+def test_a_judged_decline_falls_back_to_long_context_when_the_document_fits(judged_qa) -> None:
+    qa, gen = judged_qa(["Thomas Telford", "Josiah Wrenfield"], [(0.1, 0.7)])
+    ans = qa.ask(QUESTION, docs=[SAMPLE], mode="self-route")
+    assert ans.route == "long" and ans.answer == "Josiah Wrenfield"
+    assert "judge P(yes) 0.125 < 0.5" in ans.reason and "long context" in ans.reason
+    assert ans.attempts[0]["route"] == "rag" and ans.attempts[0]["answer"] == "Thomas Telford"
+    assert ans.usage["judge"]["declined"] is True and len(gen.prompts[1]) > len(gen.prompts[0])
+
+
+def test_a_judged_decline_stands_when_long_context_cannot_take_over(judged_qa) -> None:
+    qa, _ = judged_qa(["The canal's dog was called Rex"], [(0.2, 0.6)], window=4000)  # the sample is ~7K tokens
+    shown: list[str] = []
+    ans = qa.ask("What was the lock keeper's dog called?", docs=[SAMPLE], mode="self-route", on_text=shown.append)
+    assert ans.route == "rag" and ans.answer == "unanswerable" and "".join(shown) == "unanswerable"
+    assert "does not fit the window" in ans.reason and "the decline stands" in ans.reason
+    assert ans.attempts[0]["answer"] == "The canal's dog was called Rex"  # the guess is kept for the curious
+    assert ans.citations and ans.citations == ans.attempts[0]["citations"]
+
+
+def test_the_judge_is_asked_in_self_route_only(judged_qa) -> None:
+    qa, gen = judged_qa(["Josiah Wrenfield"], [])
+    qa.ask(QUESTION, docs=[SAMPLE], mode="rag")
+    assert gen.judge_prompts == []
+
+
+def test_a_generator_without_probabilities_is_one_clear_line(judged_qa) -> None:
+    qa, _ = judged_qa(["Josiah Wrenfield"], None)
+    with pytest.raises(ConfigError, match="gives no next-token probabilities.*self_route_decline: instruction"):
+        qa.ask(QUESTION, docs=[SAMPLE], mode="self-route")
 
 
 class SlowFakeGenerator(FakeGenerator):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chatqa.errors import ContextTooLongError, InputError
-from chatqa.routing import cap_map_calls, decide, declined, fallback, is_global
+from chatqa.routing import Judgement, cap_map_calls, decide, declined, fallback, is_global, judge
 
 
 def test_forced_modes() -> None:
@@ -51,6 +51,24 @@ def test_self_route_starts_with_rag_and_falls_back_only_when_declined_and_fittin
     back = fallback("unanswerable", 10, 100)
     assert back is not None and back.route == "long"
     assert fallback("unanswerable", 1000, 100) is None  # cannot fit: keep the RAG answer
+
+
+def test_the_judge_reads_yes_against_no_and_declines_below_its_threshold() -> None:
+    # the raw probabilities need not sum to 1 (the model may start with another token): only their ratio counts
+    assert judge(0.3, 0.1, 0.5).p_yes == pytest.approx(0.75)
+    assert not judge(0.3, 0.1, 0.5).declined and judge(0.3, 0.1, 0.8).declined
+    assert judge(0.02, 0.06, 0.5).declined and "0.250 < 0.5" in judge(0.02, 0.06, 0.5).note()
+    silent = judge(0.0, 0.0, 0.5)  # neither word among a server's top log-probabilities: no verdict, keep RAG
+    assert silent.p_yes is None and not silent.declined and "neither" in silent.note()
+    assert Judgement(0.5, 0.5).declined is False  # the threshold itself keeps the answer
+
+
+def test_a_judged_decline_falls_back_whatever_the_answer_says() -> None:
+    no = judge(0.1, 0.9, 0.5)
+    back = fallback("Josiah Wrenfield", 10, 100, no)  # the answer's words do not matter once a judge decides
+    assert back is not None and back.route == "long" and "judge P(yes) 0.100 < 0.5" in back.reason
+    assert fallback("Josiah Wrenfield", 1000, 100, no) is None  # declined, but LC cannot take over
+    assert fallback("unanswerable", 10, 100, judge(0.9, 0.1, 0.5)) is None  # the judge said yes: RAG stands
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,12 @@ from typing import Any
 from chatqa.errors import InputError
 
 IGNORED_PROFILE_KEYS = ("home", "path", "name")  # where files live is not part of what is measured
+# Settings added after runs were made: absent from an older config.json means the behaviour of this value, which
+# is what the code did before the setting existed. Each steers one mode only, and is ignored in runs without it.
+LATER_SETTINGS = {
+    "profile.routing.self_route_decline": ("self-route", "instruction"),
+    "profile.routing.judge_threshold": ("self-route", 0.5),
+}
 
 
 def slug(text: Any) -> str:
@@ -57,8 +63,14 @@ def _fingerprint(config: dict[str, Any]) -> dict[str, Any]:
     options = {k: v for k, v in config["options"].items() if k not in ("limit", "n")}  # more samples extend a run
     # The prompt set is part of what is measured; effective_window only steers `auto` (recorded per invocation).
     profile["generator"] = {k: v for k, v in profile.get("generator", {}).items() if k != "effective_window"}
-    return _flatten({"suite": suite, "profile": profile, "options": options,
+    flat = _flatten({"suite": suite, "profile": profile, "options": options,
                      "template_set": config.get("template_set")})  # fmt: skip
+    for key, (mode, before) in LATER_SETTINGS.items():
+        if mode in (options.get("modes") or []):
+            flat.setdefault(key, before)
+        else:
+            flat.pop(key, None)
+    return flat
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -64,17 +64,25 @@ def _answer_fields(ans: Any, cache: GenerationCache) -> dict[str, Any]:
     seconds = {k: round(float(s.get(k, 0.0)), 4) for k in SECONDS}
     seconds["total"] = round(max(0.0, s["total"] - s.get("load", 0.0)), 4)  # loading models is the run's cost
     hits = [e for _, e in cache.calls if e is not None]
+    judged = u.get("judge")  # Self-Route's judge: one read of its own prompt, never a cached generation
     if len(hits) == len(cache.calls) == 1 and hits[0].get("route") == ans.route and hits[0].get("seconds"):
         seconds = dict(hits[0]["seconds"])  # the same answer by the same route: it costs what it cost then
+        if judged:
+            seconds["prefill"] = round(seconds["prefill"] + judged["seconds"], 4)
+            seconds["total"] = round(seconds["total"] + judged["seconds"], 4)
     else:  # reused generation(s) (e.g. long = rag on a one-chunk document): own retrieval, their generation time
         seconds["total"] = round(seconds["total"] + sum(e["gen"].prefill_s + e["gen"].decode_s for e in hits), 4)
     cites = ans.citations if ans.route == "rag" else (ans.attempts[0]["citations"] if ans.attempts else None)
+    key = cache.calls[0][0] if len(cache.calls) == 1 else None
+    if key is not None and cache.entries[key]["gen"].text != ans.answer:
+        key = None  # a judged decline answers "unanswerable", not its generation: a resume must not seed it as one
     return {
         "route": ans.route, "reason": ans.reason, "k": None if cites is None else len(cites),
         "input_tokens": u["prompt_tokens"], "output_tokens": u["completion_tokens"],
         "cached_tokens": u["cached_tokens"], "document_tokens": u["document_tokens"], "seconds": seconds,
         "truncated": ans.truncated, "reused": bool(hits), "prediction": ans.answer, "map_calls": u.get("map_calls"),
-        "prompt_key": cache.calls[0][0] if len(cache.calls) == 1 else None,
+        "prompt_key": key, **({"judge": judged} if judged else {}),
+        **({"rag_attempt": ans.attempts[0]["answer"]} if ans.attempts else {}),  # Self-Route's declined RAG try
     }  # fmt: skip
 
 
