@@ -79,9 +79,9 @@ def test_multi_document_answer_cites_the_document_with_the_fact(default_qa, tmp_
 
 
 def test_self_route_with_real_models_keeps_a_confident_rag_answer(default_qa, tmp_path) -> None:
-    """Self-Route on the real default model: a confident RAG answer stands, with no attempt recorded. (Its
-    fallback is tested with a named fake generator in test_pipeline_routing; on real models it is measured in
-    eval/results passkey-budget16, where this model's RAG step declined and long context answered at 2K-16K.)"""
+    """Self-Route on the real default model (its profile declines by the judge): a confident RAG answer stands,
+    with no attempt recorded. (Its fallback is tested with named fake generators in test_pipeline_routing; on
+    real models the instruction's is measured in eval/results passkey-budget16, the judge's in novels-qa.)"""
     qa = default_qa
     note = tmp_path / "note.txt"
     note.write_text(NOTE)
@@ -117,7 +117,8 @@ def test_self_route_judge_on_real_models(default_qa, tmp_path) -> None:
     for question in ("Who was the first keeper of the lighthouse?", "What was the name of the keeper's dog?"):
         ans = qa.ask(question, docs=[note], mode="self-route")
         judged = ans.usage["judge"]
-        assert 0.0 <= judged["p_yes"] <= 1.0 and judged["prompt_tokens"] > 0 and judged["threshold"] == 0.5
+        assert 0.0 <= judged["p_yes"] <= 1.0 and judged["prompt_tokens"] > 0
+        assert judged["threshold"] == qa.config.routing.judge_threshold
         assert "judge P(yes)" in ans.reason
         rag = base.ask(question, docs=[note], mode="rag")
         if judged["declined"]:

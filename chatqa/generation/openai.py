@@ -230,15 +230,15 @@ class OpenAIGenerator(Generator):
 
     def word_probabilities(self, prompt: str, words: Sequence[str]) -> WordProbabilities:
         """From the server's top :data:`TOP_LOGPROBS` log-probabilities of one generated token: a spelling outside
-        them counts 0 (it had less probability than the 20th token). A server that returns none (llama-cpp-python
-        unless started with ``--logits_all true``) is a one-line error."""
+        them counts 0 (it had less probability than the 20th token). A server that returns none (llama-cpp-python's
+        started with ``--logits_all false``) is a one-line error."""
         n_prompt = len(self.tokenizer.encode(prompt))
         self.check_fits(n_prompt, 1)
         body = {"model": self.model, "prompt": prompt, "max_tokens": 1, "temperature": 0, "logprobs": TOP_LOGPROBS,
                 "repeat_penalty": 1.0, "stream": False}  # fmt: skip
         hint = (
-            "Self-Route's judge needs next-token log-probabilities (llama-cpp-python: start its server with "
-            "--logits_all true)"
+            "Self-Route's judge needs next-token log-probabilities (a llama-cpp-python server gives them unless "
+            "started with --logits_all false)"
         )
         start = time.perf_counter()
         try:

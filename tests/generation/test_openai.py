@@ -186,28 +186,28 @@ def test_base_url_is_required() -> None:
 YES_NO = "<|im_start|>user\nIs Paris the capital of France? Answer yes or no.<|im_end|>\n<|im_start|>assistant\n"
 
 
-def test_word_probabilities_need_a_server_that_returns_log_probabilities(gen: OpenAIGenerator) -> None:
-    """llama-cpp-python's server computes log-probabilities only when started with --logits_all (this one is not)."""
-    with pytest.raises(ModelLoadError, match="log-probabilities.*--logits_all true") as info:
-        gen.word_probabilities(YES_NO, ["yes", "no"])
-    assert "\n" not in str(info.value)
-
-
-@pytest.fixture(scope="module")
-def logprob_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    yield from serve(tmp_path_factory, "--logits_all", "True")
-
-
-def test_word_probabilities_agree_with_local_llamacpp(logprob_server: str) -> None:
+def test_word_probabilities_agree_with_local_llamacpp(gen: OpenAIGenerator) -> None:
     """Self-Route's judge through a server: the top-20 log-probabilities of one token give the same yes/no
     probabilities as the local llama.cpp softmax of the same GGUF."""
-    remote = load_generator(config(logprob_server))
     local = load_generator(GeneratorConfig(model="embedded:smollm2", context_window=2048, threads=1))
     try:
-        got = remote.word_probabilities(YES_NO, ["yes", "no"])
+        got = gen.word_probabilities(YES_NO, ["yes", "no"])
         want = local.word_probabilities(YES_NO, ["yes", "no"])
     finally:
         local.close()
     assert sum(want.probabilities) > 0.1  # the words are there to be read, not two zeros agreeing
     assert got.probabilities == pytest.approx(want.probabilities, abs=0.02)
     assert got.prompt_tokens > 0 and got.prefill_s > 0
+
+
+@pytest.fixture(scope="module")
+def server_without_logprobs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from serve(tmp_path_factory, "--logits_all", "False")
+
+
+def test_a_server_without_log_probabilities_is_one_clear_line(server_without_logprobs: str) -> None:
+    """llama-cpp-python's server started with --logits_all false refuses log-probabilities."""
+    gen = load_generator(config(server_without_logprobs))
+    with pytest.raises(ModelLoadError, match="log-probabilities.*--logits_all false") as info:
+        gen.word_probabilities(YES_NO, ["yes", "no"])
+    assert "\n" not in str(info.value)
