@@ -5,9 +5,10 @@ Why: a second question on an already indexed document, asked in a new process, s
 one query, while the generator load, the plan and the index check waited their turn. Those need no part of the
 retriever, and llama.cpp releases the GIL while it loads (ctypes), so on two cores both go at once.
 
-The thread is not a daemon: a process that ends while it still imports C++ extensions (torch) could be cut
-inside their initialisation; an unused load is waited for at exit instead (the planner only starts one when
-the request will most likely need it).
+The thread is not a daemon, so a library caller's interpreter waits for an unused load at exit rather than
+finalising while the thread is inside a C++ extension's initialisation (torch). The chatqa program itself ends
+with ``os._exit`` (chatqa.cli.leave), which stops the thread with the process; nothing it does writes a file.
+The planner starts a load only when the request will most likely need it.
 """
 
 from __future__ import annotations

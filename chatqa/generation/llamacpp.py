@@ -109,11 +109,12 @@ def usable_cores() -> int:
 def llama_settings(threads: int, n_ctx: int) -> dict[str, object]:
     """The context settings chatqa runs llama.cpp with; benchmarks/bench_prefill.py measures the alternatives.
 
-    Measured on Qwen2.5-Coder-0.5B, 2 cores (benchmarks/results/prefill.json): all usable cores (1.8x one
-    thread), flash attention (+19% at 1K, +14% at 4K), a 512-token batch (2048 was no faster), and logits for
+    Measured on Qwen2.5-Coder-0.5B, 2 cores, a quiet box (benchmarks/results/prefill.json, 2026-12-02): all
+    usable cores (1.8x one thread at 1K), flash attention (+5% at 1K, +2% at 4K), a 512-token batch (2048 was no
+    faster; a 256-token micro-batch was +6% at 4K but -5% at 1K, where the default's prompts sit), and logits for
     the last position only: ``logits_all`` computes the 151,936-entry output head for every prompt token and cut
-    prefill to a quarter at 1K (53 tok/s against 201). chatqa never set it: the 47 tok/s first reported for this
-    model came from a busy box (two heavy jobs on 2 cores), not from a setting."""
+    prefill to 59% at 1K (155 tok/s against 264). chatqa never set it: the 47 tok/s first reported for this
+model came from a busy box (two heavy jobs on 2 cores), not from a setting."""
     return {
         "n_ctx": n_ctx,
         "n_threads": threads,
