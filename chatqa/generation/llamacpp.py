@@ -114,7 +114,7 @@ def llama_settings(threads: int, n_ctx: int) -> dict[str, object]:
     faster; a 256-token micro-batch was +6% at 4K but -5% at 1K, where the default's prompts sit), and logits for
     the last position only: ``logits_all`` computes the 151,936-entry output head for every prompt token and cut
     prefill to 59% at 1K (155 tok/s against 264). chatqa never set it: the 47 tok/s first reported for this
-model came from a busy box (two heavy jobs on 2 cores), not from a setting."""
+    model came from a busy box (two heavy jobs on 2 cores), not from a setting."""
     return {
         "n_ctx": n_ctx,
         "n_threads": threads,
