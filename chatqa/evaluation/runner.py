@@ -248,9 +248,9 @@ def run_suite(
     written here only, so resume works the same.
 
     ``only`` (sample ids or task names) and ``stop_after`` (seconds; the run stops at the first sample that
-    finishes after it) split a run
-    that is too long for one sitting into pieces: neither is part of the run's identity, so each piece resumes
-    the same folder and the finished folder is what one uninterrupted invocation writes."""
+    finishes after it) split a run that is too long for one sitting into pieces: neither is part of the run's
+    identity, so each piece resumes the same folder and the finished folder is what one uninterrupted
+    invocation writes."""
     spec = suite if isinstance(suite, st.Suite) else st.load_suite(suite)
     modes = list(dict.fromkeys(modes))
     if not modes:
@@ -260,7 +260,7 @@ def run_suite(
     if limit is not None and limit < 1:
         raise InputError("--limit must be at least 1")
     if stop_after is not None and stop_after <= 0:
-        raise InputError("--stop-after must be more than 0 minutes")
+        raise InputError("--stop-after must be more than 0")
     lengths = st.parse_lengths(lengths) if lengths else None
     data = str(Path(data_dir).expanduser().resolve()) if data_dir else None
     opts = st.resolve_options(spec, st.SuiteOptions(lengths, list(depths or []) or None, n, limit, seed, data,
