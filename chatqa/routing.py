@@ -128,7 +128,10 @@ def judge(p_yes: float, p_no: float, threshold: float) -> Judgement:
 
 def fallback(answer: str, doc_tokens: int, window_room: int, judgement: Judgement | None = None) -> Route | None:
     """Self-Route's second step: LC when the RAG step declined and the document fits; else keep RAG. The decline
-    is the judge's when there is one (the answer is then the plain RAG answer), else the answer's own words."""
+    is the judge's when there is one (the answer is then the plain RAG answer), else the answer's own words.
+    ``window_room`` is the nominal window's room, not the effective one: after a decline LC is the only route
+    left, and the effective window is a reliability bound, not a capacity (the default, calibrated to 1,024,
+    found every passkey to 16K through this fallback; eval/results/README.md, "Passkey with the new default")."""
     if not (judgement.declined if judgement is not None else declined(answer)):
         return None
     why = judgement.note() if judgement is not None else "the RAG answer declined"
