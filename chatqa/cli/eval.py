@@ -39,12 +39,19 @@ def run(
     top_k: TopK = None,
     truncate: Truncate = None,
     variant: Annotated[
-        str | None, typer.Option(help="named prompt variant (LongEval completion: longchat, answer-opening)")
+        str | None,
+        typer.Option(
+            help="named prompt variant (LongEval completion: longchat, answer-opening; "
+            "InfiniteBench chat: answer-opening)"
+        ),  # fmt: skip
     ] = None,
     judge: Annotated[
         str | None,
-        typer.Option(metavar="PROFILE", help="LongEval topics: also score with this profile's model as LongChat's "
-                     "LLM judge (containment stays the default score)"),
+        typer.Option(
+            metavar="PROFILE",
+            help="LongEval topics: also score with this profile's model as LongChat's "
+            "LLM judge (containment stays the default score)",
+        ),
     ] = None,
     executor: ExecutorName = "local",
     workers: Workers = None,
@@ -126,8 +133,11 @@ def report(
     json_out: Json = False,
     rescore: Annotated[
         bool,
-        typer.Option("--rescore", help="score the stored predictions again with the current scorers first "
-                     "(for scorer fixes; prompt changes need a re-run)"),
+        typer.Option(
+            "--rescore",
+            help="score the stored predictions again with the current scorers first "
+            "(for scorer fixes; prompt changes need a re-run)",
+        ),
     ] = False,
 ) -> None:
     """Rebuild summary, plots and report.md of a run folder."""

@@ -242,8 +242,9 @@ def run_suite(
     """Run ``suite`` for every mode, resuming into its run folder, and rebuild the summary and report.
 
     ``qa`` reuses an already loaded :class:`chatqa.ChatQA` (its config wins over ``profile``/``overrides``).
-    ``variant`` names a prompt variant (LongEval completion prompts); ``judge`` a profile whose model judges
-    LongEval topic answers as LongChat's GPT-3.5 judge does (the containment score stays the default).
+    ``variant`` names a prompt variant (LongEval completion prompts, InfiniteBench chat prompts); ``judge`` a
+    profile whose model judges LongEval topic answers as LongChat's GPT-3.5 judge does (the containment score
+    stays the default).
     ``executor`` runs the samples elsewhere (e.g. a :class:`~chatqa.executors.RayExecutor`); rows are still
     written here only, so resume works the same.
 

@@ -37,7 +37,8 @@ class Suite:
     tasks: list[str] | None = None
     gold: str = "label"  # label (meta["label"]) | answers | meta.<key>
     template: str | None = None  # infinitebench:<task> | longeval | ruler:qa | None (profile format)
-    variant: str | None = None  # a named prompt variant (LongEval completion: longchat | answer-opening)
+    # a named prompt variant (LongEval completion: longchat | answer-opening; InfiniteBench chat: answer-opening)
+    variant: str | None = None
     metric_kwargs: dict[str, Any] = field(default_factory=dict)
     questions: dict[str, str] = field(default_factory=dict)  # per task, when the data has no question text
     lengths: list[int] | None = None
@@ -267,11 +268,20 @@ def _keep_edges(template: str, sample: Sample) -> str:
 
 
 def variant_for(suite: Suite, variant: str | None = None) -> str | None:
-    """The named prompt variant (LongEval completion prompts only); ``None`` where a suite has no variants."""
+    """The named prompt variant: LongEval's completion prompts (always one), InfiniteBench's chat prompts (none
+    unless asked for: the official prompts are the default); ``None`` where a suite has no variants."""
     family = (suite.template or "").partition(":")[0]
+    if family == "infinitebench":
+        chosen = variant or suite.variant
+        if chosen and chosen not in tpl.INFINITEBENCH_VARIANTS:
+            raise InputError(f"unknown InfiniteBench variant '{chosen}' (choose from "
+                             f"{', '.join(tpl.INFINITEBENCH_VARIANTS)})")  # fmt: skip
+        return chosen or None
     if family != "longeval":
         if variant:
-            raise InputError(f"suite {suite.name} has no prompt variants (--variant applies to LongEval suites)")
+            raise InputError(
+                f"suite {suite.name} has no prompt variants (--variant applies to LongEval and InfiniteBench suites)"
+            )
         return None
     chosen = variant or suite.variant or tpl.LONGEVAL_DEFAULT_VARIANT
     if chosen not in tpl.LONGEVAL_VARIANTS:
@@ -284,7 +294,7 @@ def template_set_for(suite: Suite, prompt_format: str, variant: str | None = Non
     if not suite.template:
         return tpl.template_set("chatrag" if suite.source in CHATRAG_SOURCES else "", prompt_format)
     family = suite.template.partition(":")[0]
-    return tpl.template_set(family, prompt_format, variant_for(suite, variant) if family == "longeval" else None)
+    return tpl.template_set(family, prompt_format, variant_for(suite, variant))
 
 
 def template_for(suite: Suite, sample: Sample, prompt_format: str, render_chat: Render | None = None,
@@ -316,7 +326,11 @@ def template_for(suite: Suite, sample: Sample, prompt_format: str, render_chat: 
     table = tpl.INFINITEBENCH_OPEN_TEMPLATES if prompt_format == "completion" else tpl.INFINITEBENCH_TEMPLATES
     text = tpl.fill(table[name], tpl.infinitebench_fields(sample))
     system = tpl.INFINITEBENCH_CHAT_SYSTEM if prompt_format == "chat" else None
-    return _keep_edges(tpl.wrap_prompt(text, prompt_format, render_chat, system), sample)
+    opening = ""
+    if prompt_format != "completion" and variant_for(suite, variant) == "answer-opening":
+        opening = tpl.INFINITEBENCH_CHAT_OPENINGS.get(name, "")
+        opening = opening if prompt_format == "chat" or not opening else f" {opening}"  # "Assistant: The ..."
+    return _keep_edges(tpl.wrap_prompt(text, prompt_format, render_chat, system, opening), sample)
 
 
 def stop_for(suite: Suite, sample: Sample, prompt_format: str, variant: str | None = None) -> list[str]:

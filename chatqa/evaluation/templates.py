@@ -105,6 +105,18 @@ INFINITEBENCH_MAX_NEW_TOKENS: dict[str, int] = {
 
 INFINITEBENCH_TASKS: tuple[str, ...] = tuple(INFINITEBENCH_MAX_NEW_TOKENS)
 
+# Chat models given the GPT-4 prompts restate the question before answering ("The sequence of digits is 111222"
+# for 1112220006), and the official budgets (6 / 12 / 50 new tokens, sized for GPT-4's tokenizer, while Qwen's
+# spends one token per digit) cut the answer off. The named variant "answer-opening" starts the assistant's reply
+# with that restatement, as RULER does with its answer prefix and as the open-model templates end their prompts;
+# prompt text and budgets stay official. Off by default, so scores that compare with published ones stay so.
+INFINITEBENCH_VARIANTS = ("answer-opening",)
+INFINITEBENCH_CHAT_OPENINGS: dict[str, str] = {
+    "passkey": "The pass key is",
+    "number_string": "The sequence of digits is",
+    "kv_retrieval": "The value associated with the specified key is:",
+}
+
 # LongEval's prompt is complete as shipped (instruction, record, question); the loaders split it so that
 # context + question is that prompt. Chat models get it as the single user message of their chat template
 # (what FastChat's conversation template does in ``test_lines_one_sample``).
@@ -233,7 +245,7 @@ def template_set(family: str, prompt_format: str, variant: str | None = None) ->
     )
     if family == "infinitebench":
         base = "yarn-mistral" if prompt_format == "completion" else "gpt4"
-        return f"infinitebench/{base}+{wrapper}"
+        return f"infinitebench/{base}+{wrapper}" + (f"+{variant}" if variant else "")
     if family == "longeval":
         if prompt_format == "completion":
             return f"longeval/completion-{variant or LONGEVAL_DEFAULT_VARIANT}"

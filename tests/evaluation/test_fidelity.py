@@ -8,6 +8,7 @@ no model is loaded (the chat template is a stand-in renderer, named as such).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -81,6 +82,41 @@ def test_infinitebench_chat_models_get_system_and_user_messages() -> None:
     assert through_pipeline(template_for(suite, s, "chat", fake_render), s) == expected
     assert template_set_for(suite, "chat") == "infinitebench/gpt4+model-chat-template"
     assert template_set_for(suite, "completion") == "infinitebench/yarn-mistral+raw"
+
+
+@pytest.mark.parametrize("task", ["passkey", "number_string", "kv_retrieval"])
+def test_infinitebench_answer_opening_starts_the_reply_and_keeps_the_official_prompt(task: str) -> None:
+    """The named variant puts the restatement a chat model writes anyway ("The sequence of digits is") into
+    the assistant turn, so the official budget (12 tokens for number_string) is left for the answer. The
+    user turn stays the official GPT-4 prompt; completion prompts (already ending with it) are untouched."""
+    from chatqa.evaluation.datasets import make_kv_retrieval, make_number_string
+    from chatqa.evaluation.suites import SuiteOptions, max_new_tokens_for, resolve_options
+
+    suite = load_suite(task)
+    make = {"passkey": make_passkey, "number_string": make_number_string, "kv_retrieval": make_kv_retrieval}[task]
+    s = make(400, 0.5, 0)
+    official = template_for(suite, s, "chat", fake_render)
+    opened = template_for(suite, s, "chat", fake_render, "answer-opening")
+    assert opened == official + tpl.INFINITEBENCH_CHAT_OPENINGS[task]
+    assert opened.endswith(" is:" if task == "kv_retrieval" else " is")
+    chatqa = template_for(suite, s, "chatqa", None, "answer-opening")
+    assert chatqa.endswith("\n\nAssistant: " + tpl.INFINITEBENCH_CHAT_OPENINGS[task])
+    assert template_for(suite, s, "completion", None, "answer-opening") == template_for(suite, s, "completion")
+    assert max_new_tokens_for(suite, task, "chat", "answer-opening") == max_new_tokens_for(suite, task, "chat")
+    assert template_set_for(suite, "chat", "answer-opening") == "infinitebench/gpt4+model-chat-template+answer-opening"
+    assert resolve_options(suite, SuiteOptions()).variant is None  # official prompts unless asked
+    assert resolve_options(suite, SuiteOptions(variant="answer-opening")).variant == "answer-opening"
+
+
+def test_infinitebench_answer_opening_leaves_other_tasks_and_rejects_unknown_names() -> None:
+    from chatqa.errors import InputError
+
+    suite = load_suite("passkey")
+    book = Sample("b", "longbook_qa_eng", "A long book.", "Who is it?", ["Alice"])
+    qa = dataclasses.replace(suite, template="infinitebench:{task}")  # the real-data suite's form
+    assert template_for(qa, book, "chat", fake_render, "answer-opening") == template_for(qa, book, "chat", fake_render)
+    with pytest.raises(InputError, match="unknown InfiniteBench variant"):
+        template_for(suite, make_passkey(300, 0.5, 0), "chat", fake_render, "longchat")
 
 
 def test_ruler_answer_prefix_goes_after_the_assistant_header() -> None:

@@ -156,6 +156,8 @@ def test_variant_is_rejected_where_a_suite_has_none() -> None:
     from chatqa.evaluation.suites import resolve_options
 
     with pytest.raises(InputError, match="no prompt variants"):
+        resolve_options(load_suite("ruler-squad"), SuiteOptions(variant="longchat"))
+    with pytest.raises(InputError, match="unknown InfiniteBench variant"):
         resolve_options(load_suite("passkey"), SuiteOptions(variant="longchat"))
     assert resolve_options(load_suite("longeval-lines"), SuiteOptions()).variant == "longchat"
 
