@@ -36,6 +36,11 @@ NOTE_LABEL_TOKENS = 24  # "Part 12 of 240 (moby.txt, lines 10234-10390):" with m
 SEPARATOR_TOKENS = 2  # the blank line between notes or chunks
 SAFETY_TOKENS = 8  # text counted alone can gain a token or two where it meets the prompt around it
 QUESTION_ALLOWANCE = 64  # the question's share of a prompt, rounded up to this: sections stay put across questions
+# A question-less task (InfiniteBench En.Sum: "Summarize the following book." with an empty input) still needs a
+# question in the map and combine prompts, whose instructions are about "the question"; without one the 0.5B was
+# told to extract "facts that help answer the question" with no question in sight. The final prompt keeps the
+# task's own wording (a benchmark's template), so the output format stays official.
+SUMMARY_QUESTION = "What happens in this document, from beginning to end?"
 NONE_ANSWER = re.compile(r"^\W*(none|nothing|n/?a)\b", re.IGNORECASE)
 
 
@@ -160,12 +165,17 @@ class Prompts(Protocol):
 
 
 # -- planning (pure) ---------------------------------------------------------------------------------------
+def asked(question: str) -> str:
+    """The question the map and combine prompts ask: the user's, or :data:`SUMMARY_QUESTION` when empty."""
+    return question if question.strip() else SUMMARY_QUESTION
+
+
 def overheads(prompts: Prompts, count: Counter, question: str) -> tuple[int, int]:
     """Prompt tokens around a section (map) and around the notes (reduce), for ``question``.
 
     The question's share is rounded up to a multiple of :data:`QUESTION_ALLOWANCE`, so the sections, and with
     them the KV prefixes worth reusing, are the same for every ordinary question on a document."""
-    q = QUESTION_ALLOWANCE * max(1, math.ceil(count(question) / QUESTION_ALLOWANCE))
+    q = QUESTION_ALLOWANCE * max(1, math.ceil(count(asked(question)) / QUESTION_ALLOWANCE))
     reduce = max(count(prompts.combine("", "").text), count(prompts.final("", "").text))
     return count(prompts.map("", "").text) + q, reduce + q
 
@@ -326,7 +336,7 @@ def run(
     partials: list[dict[str, Any]] = []
     notes: list[Note] = []
     for s in sections:
-        gen = _call(generator, prompts.map(s.text, question), map_budget, stages["map"], reuse_prefix=True)
+        gen = _call(generator, prompts.map(s.text, asked(question)), map_budget, stages["map"], reuse_prefix=True)
         keep = kept(gen.text)
         partials.append({"section": s.index, "doc": s.doc_name, "lines": list(s.lines), "answer": gen.text,
                          "kept": keep})  # fmt: skip
@@ -354,7 +364,7 @@ def run(
         combined: list[Note] = []
         for g in groups:
             notes_text = "\n\n".join(n.render() for n in g)
-            out = _call(generator, prompts.combine(notes_text, question), reduce_budget, stages["reduce"])
+            out = _call(generator, prompts.combine(notes_text, asked(question)), reduce_budget, stages["reduce"])
             first, last = g[0].first, g[-1].last
             combined.append(Note(out.text or "NONE", first, last, _label(sections, first, last)))
         notes = combined

@@ -15,6 +15,7 @@ from chatqa.chunking import Chunk
 from chatqa.config import Config, ConfigError, GeneratorConfig
 from chatqa.generation import Generation, Generator
 from chatqa.mapreduce import (
+    SUMMARY_QUESTION,
     MapReduceError,
     Plan,
     kept,
@@ -184,6 +185,26 @@ def test_one_reduce_when_the_notes_fit() -> None:
     res = run(gen, p, "Who?", PROMPTS, map_budget=10, reduce_budget=10, answer_budget=10, count=count)
     assert res.reduce_levels == 1 and res.stages["reduce"].calls == 1 and len(gen.calls) == len(p.sections) + 1
     assert res.text == "Alice"
+
+
+def test_a_question_less_task_maps_and_combines_a_summary_question_and_keeps_its_own_final_prompt() -> None:
+    """En.Sum has input "" and its template ("Summarize the following book.") is the final prompt; the map and
+    combine prompts, written about "the question", ask :data:`SUMMARY_QUESTION` instead of nothing, and
+    the sections are those of an ordinary question (the KV prefixes stay shared)."""
+    chunks = make_chunks([200] * 12)
+    prompts = MapReducePrompts("completion", template="Summarize the following book.\n\n{context}\n\nSummary:")
+    assert overheads(prompts, count, "") == overheads(prompts, count, "Who?")
+    mo, ro = overheads(prompts, count, "")
+    p = plan(chunks, count, window=400, map_overhead=mo, reduce_overhead=ro, map_budget=30, reduce_budget=30,
+             answer_budget=30)  # fmt: skip
+    gen = FakeGenerator(verbose, window=400)
+    run(gen, p, "", prompts, map_budget=30, reduce_budget=30, answer_budget=30, count=count)
+    maps, rest = gen.calls[:12], gen.calls[12:]
+    assert all(f"Question about the whole document: {SUMMARY_QUESTION}" in c["prompt"] for c in maps)
+    combines = [c for c in rest if COMBINE_INSTRUCTION in c["prompt"]]
+    assert combines and all(f"Question: {SUMMARY_QUESTION}" in c["prompt"] for c in combines)
+    final = gen.calls[-1]["prompt"]
+    assert final.startswith("Summarize the following book.") and SUMMARY_QUESTION not in final
 
 
 def test_none_answers_are_dropped_and_not_cited() -> None:
