@@ -162,12 +162,23 @@ def test_ctrl_c_is_one_line_and_exit_130(cli) -> None:
     assert (proc.returncode, out, err) == (130, "", "chatqa: interrupted\n")
 
 
+def _building(indexes: Path) -> bool:
+    """True once an index build has taken its lock (before chunking and embedding; the file stays)."""
+    return indexes.is_dir() and any(p.name.endswith(".lock") for p in indexes.iterdir())
+
+
 def test_an_interrupted_index_build_stops_cleanly_and_keeps_the_old_index(cli) -> None:
     novel = cli.work / "long.txt"
-    novel.write_text(SAMPLE.read_text(encoding="utf-8") * 12, encoding="utf-8")  # ~125K tokens: a minute to embed
+    # ~750K tokens: minutes to embed on a busy 2-core box and still ~2 min on a quiet fast one (CI embedded
+    # 125K tokens in 19 s and finished before a fixed 20 s sleep). Interrupt once the build is under way: its
+    # staging folder exists, so the embedding has started and a half-written index is what is at stake.
+    novel.write_text(SAMPLE.read_text(encoding="utf-8") * 72, encoding="utf-8")
     proc = subprocess.Popen([sys.executable, "-m", "chatqa.cli", "index", "--doc", "long.txt"], cwd=cli.work,
                             env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    time.sleep(20)  # models loaded, chunking or embedding under way
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline and not _building(cli.home):
+        time.sleep(0.5)
+    time.sleep(10)  # past loading the retriever: inside the embedding
     assert proc.poll() is None, proc.communicate()
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
