@@ -152,10 +152,16 @@ def test_damaged_index_read_only_home_and_leftovers(cli) -> None:
 
 
 # -- item 4 (index half): a long build stops cleanly on Ctrl-C ------------------------------------------------
+def _ctrl_c_delivered() -> None:
+    """In the child: SIGINT back to its default. A test suite started in the background (``cmd &``, nohup, some
+    CI runners) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt, as a user's Ctrl-C would."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_is_one_line_and_exit_130(cli) -> None:
     pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
     proc = subprocess.Popen([sys.executable, "-m", "chatqa.cli", "index", "--doc", "-"], cwd=cli.work, env=cli.env,
-                            text=True, **pipes)  # fmt: skip
+                            text=True, preexec_fn=_ctrl_c_delivered, **pipes)  # fmt: skip
     time.sleep(6)  # imported, waiting for the document on stdin
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
@@ -174,7 +180,8 @@ def test_an_interrupted_index_build_stops_cleanly_and_keeps_the_old_index(cli) -
     # staging folder exists, so the embedding has started and a half-written index is what is at stake.
     novel.write_text(SAMPLE.read_text(encoding="utf-8") * 72, encoding="utf-8")
     proc = subprocess.Popen([sys.executable, "-m", "chatqa.cli", "index", "--doc", "long.txt"], cwd=cli.work,
-                            env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ctrl_c_delivered)  # fmt: skip
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline and not _building(cli.home):
         time.sleep(0.5)
