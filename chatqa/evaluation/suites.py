@@ -294,7 +294,10 @@ def template_set_for(suite: Suite, prompt_format: str, variant: str | None = Non
     if not suite.template:
         return tpl.template_set("chatrag" if suite.source in CHATRAG_SOURCES else "", prompt_format)
     family = suite.template.partition(":")[0]
-    return tpl.template_set(family, prompt_format, variant_for(suite, variant))
+    chosen = variant_for(suite, variant)
+    if family == "infinitebench" and prompt_format == "completion":
+        chosen = None  # the open-model prompts already end with the answer's opening: the variant changes nothing
+    return tpl.template_set(family, prompt_format, chosen)
 
 
 def template_for(suite: Suite, sample: Sample, prompt_format: str, render_chat: Render | None = None,

@@ -104,6 +104,7 @@ def test_infinitebench_answer_opening_starts_the_reply_and_keeps_the_official_pr
     assert template_for(suite, s, "completion", None, "answer-opening") == template_for(suite, s, "completion")
     assert max_new_tokens_for(suite, task, "chat", "answer-opening") == max_new_tokens_for(suite, task, "chat")
     assert template_set_for(suite, "chat", "answer-opening") == "infinitebench/gpt4+model-chat-template+answer-opening"
+    assert template_set_for(suite, "completion", "answer-opening") == "infinitebench/yarn-mistral+raw"  # unchanged
     assert resolve_options(suite, SuiteOptions()).variant is None  # official prompts unless asked
     assert resolve_options(suite, SuiteOptions(variant="answer-opening")).variant == "answer-opening"
 
