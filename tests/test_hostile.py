@@ -176,8 +176,8 @@ def _building(indexes: Path) -> bool:
 def test_an_interrupted_index_build_stops_cleanly_and_keeps_the_old_index(cli) -> None:
     novel = cli.work / "long.txt"
     # ~750K tokens: minutes to embed on a busy 2-core box and still ~2 min on a quiet fast one (CI embedded
-    # 125K tokens in 19 s and finished before a fixed 20 s sleep). Interrupt once the build is under way: its
-    # staging folder exists, so the embedding has started and a half-written index is what is at stake.
+    # 125K tokens in 19 s and finished before a fixed 20 s sleep). Interrupt once the build is under way (it holds
+    # its lock), inside the embedding, where a half-written index is what is at stake.
     novel.write_text(SAMPLE.read_text(encoding="utf-8") * 72, encoding="utf-8")
     proc = subprocess.Popen([sys.executable, "-m", "chatqa.cli", "index", "--doc", "long.txt"], cwd=cli.work,
                             env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -43,7 +43,7 @@ def run(
         typer.Option(
             help="named prompt variant (LongEval completion: longchat, answer-opening; "
             "InfiniteBench chat: answer-opening)"
-        ),  # fmt: skip
+        ),
     ] = None,
     judge: Annotated[
         str | None,

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatqa.config import Config
+from chatqa.evaluation import templates as tpl
 from chatqa.generation import Generator
 
 ATTENTION_TOKENS = 29_000  # prefill s/token grows ~(1 + L / this): Gemma 270M's 511 -> 242 tok/s from 2K to 32K
 DECODE_TOK_S = 40.0  # a conservative CPU decode speed for the estimate (measured 36-79 tok/s)
 MARGIN = 4  # tokens kept free for BOS and merges at the context's edges
-PASSKEY_OPENING = "The pass key is"  # InfiniteBench's open-model ending, used as the reply's start in chat formats
+PASSKEY_OPENING = tpl.INFINITEBENCH_CHAT_OPENINGS["passkey"]  # the open-model ending, as the reply's start in chat
 
 # NoLiMa (arXiv 2502.05167): the needle and the question share no content word, so finding the needle takes a
 # one-hop association (Semper Opera -> Dresden) instead of string matching, which passkey and LongEval allow.
@@ -60,12 +61,8 @@ def _wrap(generator: Generator, fmt: str, text: str, opening: str = "") -> str:
     RULER's convention: the answer prefix goes after the chat template, so a chat model spends its few answer
     tokens (passkey: 6) on the answer instead of restating the question ("The pass key is the name", measured
     on SmolLM2). Completion prompts already end with the opening in their template."""
-    if fmt == "chat":
-        return generator.render_chat([{"role": "user", "content": text}]) + opening
-    if fmt == "chatqa":
-        from chatqa.prompting import CHATQA_SYSTEM
-
-        return f"{CHATQA_SYSTEM}\n\nUser: {text}\n\nAssistant:" + (f" {opening}" if opening else "")
+    if fmt in ("chat", "chatqa"):
+        return tpl.wrap_prompt(text, fmt, generator.render_chat, answer_prefix=tpl.reply_opening(opening, fmt))
     return text
 
 

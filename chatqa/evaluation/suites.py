@@ -331,8 +331,7 @@ def template_for(suite: Suite, sample: Sample, prompt_format: str, render_chat: 
     system = tpl.INFINITEBENCH_CHAT_SYSTEM if prompt_format == "chat" else None
     opening = ""
     if prompt_format != "completion" and variant_for(suite, variant) == "answer-opening":
-        opening = tpl.INFINITEBENCH_CHAT_OPENINGS.get(name, "")
-        opening = opening if prompt_format == "chat" or not opening else f" {opening}"  # "Assistant: The ..."
+        opening = tpl.reply_opening(tpl.INFINITEBENCH_CHAT_OPENINGS.get(name, ""), prompt_format)
     return _keep_edges(tpl.wrap_prompt(text, prompt_format, render_chat, system, opening), sample)
 
 

@@ -237,6 +237,12 @@ def wrap_prompt(text: str, prompt_format: str, render_chat: Callable[[list[dict[
     raise ValueError(f"unknown prompt format '{prompt_format}' (chatqa, chat, completion)")
 
 
+def reply_opening(opening: str, prompt_format: str) -> str:
+    """``opening`` as the start of the assistant's reply, for :func:`wrap_prompt`'s ``answer_prefix``: right after
+    a chat template's assistant header, after a space in ChatQA's ``Assistant:`` line."""
+    return f" {opening}" if opening and prompt_format == "chatqa" else opening
+
+
 def template_set(family: str, prompt_format: str, variant: str | None = None) -> str:
     """The name of the prompt set a run uses, recorded in its config and rows (scores are only comparable
     between runs with the same set)."""
