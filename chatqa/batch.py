@@ -24,6 +24,7 @@ from typing import Any
 
 from chatqa.errors import ChatQAError, InputError
 from chatqa.executors import Executor, LocalExecutor, Work
+from chatqa.files import write_atomic
 
 ASK_OPTIONS = ("mode", "top_k", "retrieval", "truncate", "max_new_tokens")
 ROW_FIELDS = ("answer", "route", "reason", "mode", "question", "citations", "usage", "attempts", "truncated")
@@ -149,17 +150,8 @@ def load_done(out: Path, settings: str) -> dict[str, dict[str, Any]]:
             keep.append(line)
             done[str(row["id"])] = row
     if len(keep) != sum(1 for line in lines if line.strip()) or tail.strip():
-        _atomic_write(out, b"".join(line + b"\n" for line in keep))
+        write_atomic(out, b"".join(line + b"\n" for line in keep))
     return done
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def answer_one(qa: Any, question: Question, shared: tuple[list[Any], dict[str, Any]]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from chatqa.errors import ModelLoadError
+from chatqa.files import write_atomic
 
 CHUNK = 1 << 22  # 4 MiB reads: hashing speed is disk bound above this
 
@@ -192,9 +193,7 @@ def _sha256(path: Path) -> str:
 
 def _write_stamp(target: Path, model: SplitModel) -> None:
     stamp = _stamp_path(target)
-    tmp = stamp.with_name(f"{stamp.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(_stamp(target, model)))
-    os.replace(tmp, stamp)
+    write_atomic(stamp, json.dumps(_stamp(target, model)))
 
 
 def assemble(model: SplitModel, cache: Path | None = None, path: Sequence[str] | None = None) -> Path:

@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from chatqa.evaluation.question_sets import wilson_interval  # noqa: E402
+from chatqa.files import write_atomic  # noqa: E402
 
 OUT = REPO / "eval" / "results" / "retrieval-ceiling"
 
@@ -160,13 +161,16 @@ def main() -> None:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         stem = f"{spec.name}__{args.profile}"
-        tmp = out / f"{stem}.json.tmp"
-        tmp.write_text(json.dumps({"suite": spec.name, "profile": args.profile, "load_avg_end": os.getloadavg(),
-                                   "command": "python eval/gold_in_context.py " + " ".join(sys.argv[1:]),
-                                   "budgets": table}, indent=1) + "\n", encoding="utf-8")  # fmt: skip
-        os.replace(tmp, out / f"{stem}.json")
+        record = {
+            "suite": spec.name,
+            "profile": args.profile,
+            "load_avg_end": os.getloadavg(),
+            "command": "python eval/gold_in_context.py " + " ".join(sys.argv[1:]),
+            "budgets": table,
+        }
+        write_atomic(out / f"{stem}.json", json.dumps(record, indent=1) + "\n")
         text = markdown(spec.name, args.profile, table)
-        (out / f"{stem}.md").write_text(text, encoding="utf-8")
+        write_atomic(out / f"{stem}.md", text)
         print(text)
 
 

@@ -24,7 +24,6 @@ from a measured prefill speed is printed first; a loaded machine can take twice 
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import time
@@ -36,6 +35,7 @@ import yaml
 
 from chatqa.config import Config
 from chatqa.errors import ConfigError, InputError
+from chatqa.files import write_atomic
 
 RULES = ("stricter", "absolute", "relative")
 _SECTION = re.compile(r"generator\s*:\s*(#.*)?$")
@@ -75,9 +75,7 @@ def write_effective_window(path: Path, value: int) -> None:
     text = "".join(lines)
     if (yaml.safe_load(text) or {}).get("generator", {}).get("effective_window") != value:
         raise ConfigError(f"could not write effective_window into {path}: edit it by hand ({value})")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, text)
 
 
 def relative_window(
@@ -209,7 +207,7 @@ def run(
     }  # fmt: skip
     if write and path is not None:
         evidence = path.with_name(f"{path.stem}.calibration.json")
-        evidence.write_text(json.dumps(report, indent=1), encoding="utf-8")
+        write_atomic(evidence, json.dumps(report, indent=1))
         report["evidence"] = str(evidence)
         if eff is not None:
             write_effective_window(path, eff)

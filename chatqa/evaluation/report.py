@@ -7,6 +7,7 @@ LC-impossible rows are n/a (not 0): a window limit is not a wrong answer; errors
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from chatqa.errors import InputError
 from chatqa.evaluation.rundir import length_tag, read_rows, rewrite_rows
 from chatqa.evaluation.stats import paired_difference, score_interval
+from chatqa.files import write_atomic
 
 CSV_FIELDS = ("task", "length", "mode", "n", "n_scored", "score", "ci95_low", "ci95_high", "refused", "errors",
               "excluded", "reused", "input_tokens", "seconds_total", "seconds_prefill", "routes_long", "routes_rag",
@@ -250,17 +252,18 @@ def write_report(run: Path) -> dict[str, Any]:
         "load_seconds": round(sum(i.get("load_seconds", 0.0) for i in config.get("invocations", [])), 3),
         "groups": groups, "comparisons": compare(rows, modes), "context": context_by_mode(rows, modes),
     }  # fmt: skip
-    (run / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    with (run / "summary.csv").open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, CSV_FIELDS)
-        writer.writeheader()
-        for g in groups:
-            ci = g["ci95"] or [None, None]
-            flat = {**g, "routes_long": g["routes"]["long"], "routes_rag": g["routes"]["rag"], "ci95_low": ci[0],
-                    "ci95_high": ci[1]}  # fmt: skip
-            writer.writerow({k: flat[k] for k in CSV_FIELDS})
+    write_atomic(run / "summary.json", json.dumps(summary, indent=2) + "\n")
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, CSV_FIELDS)
+    writer.writeheader()
+    for g in groups:
+        ci = g["ci95"] or [None, None]
+        flat = {**g, "routes_long": g["routes"]["long"], "routes_rag": g["routes"]["rag"], "ci95_low": ci[0],
+                "ci95_high": ci[1]}  # fmt: skip
+        writer.writerow({k: flat[k] for k in CSV_FIELDS})
+    write_atomic(run / "summary.csv", table.getvalue())
     _plots(run, groups, modes)
-    (run / "report.md").write_text(_markdown(config, summary, rows, modes), encoding="utf-8")
+    write_atomic(run / "report.md", _markdown(config, summary, rows, modes))
     return summary
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from chatqa.errors import InputError
+from chatqa.files import write_atomic
 
 IGNORED_PROFILE_KEYS = ("home", "path", "name")  # where files live is not part of what is measured
 # Settings added after runs were made: absent from an older config.json means the behaviour of this value, which
@@ -170,9 +171,7 @@ def note(run: Path, **fields: Any) -> None:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def read_rows(path: Path, repair: bool = True) -> list[dict[str, Any]]:
@@ -196,12 +195,7 @@ def read_rows(path: Path, repair: bool = True) -> list[dict[str, Any]]:
 
 def rewrite_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     """Replace rows.jsonl atomically (rescoring, backfilled diagnostics): a crash leaves the old file whole."""
-    tmp = path.with_suffix(".jsonl.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 class Appender:
