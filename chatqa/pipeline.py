@@ -390,7 +390,7 @@ class ChatQA:
         # The judge reads the RAG context with its own question and writes one token: its prompt may exceed the
         # answer's by a few tokens (the quoted question), far less than the answer budget the room keeps free.
         judged = request.mode == "self-route" and self.config.routing.self_route_decline == "judge"
-        judge_frame = self._frame(request, JUDGE.format(question=request.question), False) if judged else None
+        judge_frame = self._judge_frame(request) if judged else None
         return Plan(route, doc_tokens, room, context, frame, decline_frame, sections, prompts, judge_frame)
 
     def execute(self, request: Request, plan: Plan, timer: Timer,
@@ -459,6 +459,15 @@ class ChatQA:
             render = self._render_chat() if fmt == "chat" else None
             prompt = build_prompt(fmt, PLACE, question, list(request.history), decline, render)
         return Frame.around(prompt, request.stop)
+
+    def _judge_frame(self, request: Request) -> Frame:
+        """The judge's yes/no question in the answer's own prompt (sharing its KV prefix), except under a
+        benchmark's template: that template is the benchmark's format, not the model's, and the judge's question
+        is chatqa's own. Asked inside ChatRAG's ChatQA-format input, Qwen2.5-0.5B put a median 0.2% of its next
+        token on yes or no (over 99% in its own chat format), and P(yes) of that sliver told answerable from
+        unanswerable QuAC turns barely better than chance (AUC 0.59; eval/results/README.md, QuAC)."""
+        own = replace(request, template=None)  # the dialogue so far stays: "that" in a question needs it
+        return self._frame(own, JUDGE.format(question=request.question), False)
 
     def _window(self) -> int:
         """The generator's context window without loading it: every backend reports its profile's

@@ -285,3 +285,19 @@ def test_two_threads_never_generate_at_once_on_one_instance(fake_qa) -> None:
     for t in threads:
         t.join()
     assert gen.seen == [1, 1] and sorted(answers) == ["a", "b"]
+
+
+def test_the_judge_asks_in_the_profiles_own_format_under_a_benchmark_template(judged_qa) -> None:
+    """A benchmark's template frames the answer only: the judge's question is chatqa's own, asked the way the
+    profile's model was tuned to answer (here: the fixture profile's format, with no template text in it)."""
+    qa, gen = judged_qa(["Josiah Wrenfield", "Josiah Wrenfield"], [(0.9, 0.05), (0.9, 0.05)])
+    template = "BENCHMARK FORMAT\n{context}\nQ: {input}\nA:"
+    ans = qa.ask(QUESTION, docs=[SAMPLE], mode="self-route", template=template)
+    assert ans.route == "rag" and gen.prompts[0].startswith("BENCHMARK FORMAT")
+    assert len(gen.judge_prompts) == 1 and "BENCHMARK FORMAT" not in gen.judge_prompts[0]
+    assert JUDGE.format(question=QUESTION) in gen.judge_prompts[0]
+    qa.ask(QUESTION, docs=[SAMPLE], mode="self-route")  # without a template: the answer's prompt, its question swapped
+    assert gen.judge_prompts[1] == gen.prompts[1].replace(QUESTION, JUDGE.format(question=QUESTION))
+    # the chunks the judge reads are the ones the templated answer read
+    chunk_line = next(line for line in gen.prompts[0].splitlines() if "Wrenfield" in line)
+    assert chunk_line in gen.judge_prompts[0]
