@@ -200,3 +200,19 @@ def test_nolima_needles_share_no_content_word_with_their_questions() -> None:
             assert "lives next to the" in case.prompt and case.prompt.rstrip().endswith("<|im_start|>assistant")
     finally:
         gen.close()
+
+
+def test_nolima_stops_a_chat_answer_at_its_line_and_lets_a_base_model_start_on_a_new_one() -> None:
+    """Under a newline stop, a base model that puts a line break after "Answer:" answers nothing (Gemma 3
+    270M: 7 of 8 empty), and the probe would measure the format instead of the reading."""
+    from chatqa.evaluation.calibrate_cases import nolima_cases
+    from chatqa.generation import load_generator
+
+    for profile, stop in (("gemma3-270m", []), ("smollm2", ["\n"])):
+        config = load_profile(profile)
+        gen = load_generator(config.generator)
+        try:
+            cases = nolima_cases(gen, config, [1024], [0.5], 1)
+            assert cases and all(c.stop == stop for c in cases), profile
+        finally:
+            gen.close()
