@@ -38,7 +38,7 @@ NOLIMA_PAIRS = (  # (needle, question): landmark in the needle, its city only in
     ("Actually, {name} lives next to the Belem Tower.", "Which character has been to Lisbon?"),
 )
 NOLIMA_NAMES = ("Yuki", "Stuart", "Katie", "Caspar", "Megan", "Veronica", "Calvin", "Mandy", "Rodney", "Ingrid")
-NOLIMA_BUDGET = 12  # answer tokens: a name
+NOLIMA_BUDGET = 24  # a name, or a sentence ending in one ("The character who has been to Lisbon is Yuki")
 NOLIMA_BASE_LENGTH = 1024  # the short context whose score the relative threshold is taken from (NoLiMa: <= 1K)
 NOLIMA_HAYSTACK = "gutenberg/pg1342.txt"  # real prose (NoLiMa uses books); none of the names or cities occur in it
 
