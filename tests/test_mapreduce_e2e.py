@@ -69,7 +69,8 @@ def test_a_second_question_reuses_the_sections_kv_prefixes(tmp_path: Path) -> No
     """Sections of ~1,800 tokens (the profile's effective window) are stored after the first question; the
     second question on the same document restores them instead of reading them again."""
     qa = ChatQA.from_profile("smollm2", home=str(tmp_path), **{"mapreduce.map_max_new_tokens": 16,
-                                                                "chunking.chunk_tokens": 1600})  # fmt: skip
+                                                                "chunking.chunk_tokens": 1600,
+                                                                "generator.effective_window": 2048})  # fmt: skip
     try:
         doc = Document.from_text(SAMPLE.read_text(encoding="utf-8")[:16_000], "harrow-16k.txt")
         first = qa.ask("Summarise the whole text.", docs=[doc], mode="map-reduce", max_new_tokens=24)
@@ -133,7 +134,13 @@ def test_max_map_calls_refuses_on_the_command_line(tmp_path: Path, capsys: pytes
     """Refused after planning, before any generation (nothing is indexed or stored: map-reduce only chunks)."""
     doc = tmp_path / "excerpt.txt"
     doc.write_text(EXCERPT, encoding="utf-8")
-    code = main(["ask", "--profile", "smollm2", "--doc", str(doc), "--mode", "map-reduce", "--chunk-tokens", "300",
+    # smollm2 with a 2,048-token effective window (its calibration may say 0, which sizes sections by the nominal
+    # 8K window: one section, nothing to refuse)
+    shipped = (Path(__file__).parent.parent / "configs" / "smollm2.yaml").read_text(encoding="utf-8")
+    profile = tmp_path / "smollm2-2k.yaml"
+    profile.write_text(re.sub(r"effective_window: *\d+", "effective_window: 2048", shipped), encoding="utf-8")
+    assert "effective_window: 2048" in profile.read_text(encoding="utf-8")
+    code = main(["ask", "--profile", str(profile), "--doc", str(doc), "--mode", "map-reduce", "--chunk-tokens", "300",
                  "--max-map-calls", "1", "Summarise the text."])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1

@@ -37,7 +37,9 @@ def qa(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from chatqa import ChatQA
 
     home = tmp_path_factory.mktemp("eval-home")
-    qa = ChatQA.from_profile("gemma3-270m", home=str(home), **{"chunking.chunk_tokens": 256})
+    # effective window pinned: auto must send the 1K haystack to LC whatever the profile's calibration says
+    settings = {"chunking.chunk_tokens": 256, "generator.effective_window": 2048}
+    qa = ChatQA.from_profile("gemma3-270m", home=str(home), **settings)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CHATQA_KV_MAX_BYTES", "0")  # read when the generator is loaded
         _ = qa.generator
