@@ -23,6 +23,7 @@ sys.path.insert(0, str(REPO))
 
 from chatqa.evaluation.question_sets import wilson_interval  # noqa: E402
 from chatqa.evaluation.rundir import read_rows  # noqa: E402
+from chatqa.files import write_atomic  # noqa: E402
 
 OUT = REPO / "eval" / "results" / "rag-budget"
 
@@ -90,13 +91,10 @@ def main() -> None:
     table = summary(out, args.profile)
     text = markdown(table)
     print(text)
-    path = out / f"{args.profile}.summary.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"profile": args.profile, "suite": args.suite, "load_avg_now": os.getloadavg(),
-                               "cells": table}, indent=1), encoding="utf-8")  # fmt: skip
-    os.replace(tmp, path)
-    md = out / f"{args.profile}.summary.md"
-    md.write_text(f"# RAG budget sweep: profile {args.profile}, suite {args.suite}\n\n{text}\n", encoding="utf-8")
+    record = {"profile": args.profile, "suite": args.suite, "load_avg_now": os.getloadavg(), "cells": table}
+    write_atomic(out / f"{args.profile}.summary.json", json.dumps(record, indent=1))
+    write_atomic(out / f"{args.profile}.summary.md",
+                 f"# RAG budget sweep: profile {args.profile}, suite {args.suite}\n\n{text}\n")  # fmt: skip
 
 
 if __name__ == "__main__":
